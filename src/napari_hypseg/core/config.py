@@ -1,0 +1,152 @@
+"""Every parameter of a model and its training, in one validated, serialisable record.
+
+A checkpoint stores this record beside the weights, so a model file always says how to rebuild
+itself; each ablation of the method is a configuration, not a code fork.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from .errors import ConfigError
+
+GEOMETRIES = ("hyperbolic", "euclidean")
+
+
+@dataclass(frozen=True)
+class HypsegConfig:
+    # --- model ---
+    geometry: str = "hyperbolic"
+    """'hyperbolic' (Poincaré ball, wrapped normals) or 'euclidean' (the same VAE in R^d)."""
+    latent_dim: int = 2
+    curvature: float = 1.0
+    """c in the ball {c|x|^2 < 1}; the space has sectional curvature -c."""
+    encoder_channels: tuple[int, ...] = (16, 32, 64, 128)
+    kernel_size: int = 3
+    """Encoder convolutions are unpadded, so the encoder sees a patch of 1 + layers*(kernel-1)."""
+    hidden: int = 300
+    gyroplane: bool = True
+    """Hyperbolic only: decode through a gyroplane layer (else log_0 followed by a linear layer)."""
+    latent_grid: int = 1
+    """Side of the latent volume the decoder's gyroplane convolution reads (odd; 1 = one point)."""
+    n_samples: int = 8
+    """Monte-Carlo samples of the posterior per patch (K)."""
+    prior_sigma: float = 1.0
+    # --- objective ---
+    triplet: bool = True
+    triplet_margin: float = 0.2
+    triplet_weight: float = 1e3
+    kl_weight: float = 1.0
+    # --- sampling ---
+    parent_min: int = 5
+    parent_max: int = 34
+    log_uniform_parent: bool = False
+    child_min: int = 3
+    child_max: int = 15
+    # --- optimisation ---
+    steps: int = 2000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    grad_clip: float = 8.0
+    checkpoint_every: int = 500
+    seed: int = 0
+    # --- inference ---
+    context: int = 5
+    """Side (voxels of the volume) of the neighbourhood each voxel's latent describes; it is resized
+    to the encoder's patch size, as during training."""
+
+    @property
+    def patch_size(self) -> int:
+        """Side of the cube the encoder reduces to a single latent voxel."""
+        return 1 + len(self.encoder_channels) * (self.kernel_size - 1)
+
+    @property
+    def input_size(self) -> int:
+        """Side of the training input: the patch plus the margin the latent grid needs."""
+        return self.patch_size + self.latent_grid - 1
+
+    def validate(self) -> HypsegConfig:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(self.geometry in GEOMETRIES, f"geometry must be one of {GEOMETRIES}, got {self.geometry!r}")
+        need(self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
+        need(self.curvature > 0, f"curvature must be > 0, got {self.curvature}")
+        need(len(self.encoder_channels) >= 1 and all(c >= 1 for c in self.encoder_channels),
+             f"encoder_channels must be positive, got {self.encoder_channels}")
+        need(self.kernel_size >= 1 and self.kernel_size % 2 == 1,
+             f"kernel_size must be odd and >= 1, got {self.kernel_size}")
+        need(self.latent_grid >= 1 and self.latent_grid % 2 == 1,
+             f"latent_grid must be odd and >= 1, got {self.latent_grid}")
+        need(self.hidden >= 1, f"hidden must be >= 1, got {self.hidden}")
+        need(self.n_samples >= 1, f"n_samples must be >= 1, got {self.n_samples}")
+        need(self.prior_sigma > 0, f"prior_sigma must be > 0, got {self.prior_sigma}")
+        need(3 <= self.parent_min <= self.parent_max,
+             f"need 3 <= parent_min <= parent_max, got {self.parent_min}, {self.parent_max}")
+        need(1 <= self.child_min <= self.child_max,
+             f"need 1 <= child_min <= child_max, got {self.child_min}, {self.child_max}")
+        need(self.child_min < self.parent_min,
+             f"child_min ({self.child_min}) must be smaller than parent_min ({self.parent_min})")
+        need(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        need(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        need(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+        need(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        need(self.context >= 1, f"context must be >= 1, got {self.context}")
+        need(self.triplet_margin >= 0 and self.triplet_weight >= 0 and self.kl_weight >= 0,
+             "triplet_margin, triplet_weight and kl_weight must be >= 0")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> HypsegConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys {unknown}; this file was written by another "
+                              "version of napari-hypseg")
+        values = dict(values)
+        if "encoder_channels" in values:
+            values["encoder_channels"] = tuple(values["encoder_channels"])
+        return cls(**values).validate()
+
+    def with_overrides(self, **overrides: Any) -> HypsegConfig:
+        """A copy with some parameters changed; None values are ignored (unset CLI options)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown parameters {unknown}; valid ones are {sorted(known)}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None}).validate()
+
+
+PRESETS: dict[str, HypsegConfig] = {
+    # The paper's setup (method.md §3–§6) as faithfully as is sensible: 2-D latent, 16/32/64/128
+    # filters, 300 hidden units, K = 8 samples, batch 128, triplet margin 0.2 and weight 1e3.
+    "paper": HypsegConfig(batch_size=128, steps=15000, learning_rate=5e-5, checkpoint_every=1000),
+    # Good segmentations quickly on a CPU: a slimmer encoder, fewer samples, a larger learning rate.
+    "fast": HypsegConfig(
+        latent_dim=3,
+        encoder_channels=(16, 32, 32, 64),
+        hidden=64,
+        n_samples=2,
+        steps=600,
+        batch_size=64,
+        learning_rate=2e-3,
+        warmup_steps=50,
+        checkpoint_every=200,
+    ),
+}
+DEFAULT_PRESET = "fast"
+
+
+def get_preset(name: str = DEFAULT_PRESET, **overrides: Any) -> HypsegConfig:
+    """A named preset, with any parameters overridden."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name].with_overrides(**overrides)

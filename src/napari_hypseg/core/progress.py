@@ -1,0 +1,39 @@
+"""One event type for all long work, so the GUI, the CLI and the tests share one loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class Progress:
+    """A report from long work: where it is, and the numbers worth showing."""
+
+    stage: str
+    step: int
+    total: int
+    message: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+
+def run_to_completion(
+    work: Generator[Progress, Any, T], on_progress: Callable[[Progress], None] | None = None
+) -> T:
+    """Drive a progress generator to its end and return its result."""
+    while True:
+        try:
+            event = next(work)
+        except StopIteration as done:
+            return done.value
+        if on_progress is not None:
+            on_progress(event)
