@@ -1,0 +1,70 @@
+"""Shared by the benchmark scripts: describe the machine and write one section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from datetime import date
+from pathlib import Path
+
+REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+HEADER = "# Benchmarks\n\nWritten by the scripts in `benchmarks/`; each section says how to reproduce it.\n"
+
+
+def machine_description(device: str = "cpu") -> str:
+    """CPU model, cores, memory and accelerator, so numbers are never read without their machine."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        memory = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, AttributeError):
+        pass
+    text = (f"{cpu}, {os.cpu_count()} cores{memory}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+    if device.startswith("cuda") and torch.cuda.is_available():
+        text += f"; GPU: {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=REPORT.parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_section(key: str, title: str, body: str, *, command: str, device: str = "cpu") -> Path:
+    """Replace (or append) the section `key` of docs/benchmarks.md, stamped with machine and date."""
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    section = (f"{start}\n## {title}\n\n"
+               f"Run `{command}` on {date.today().isoformat()} at revision {git_revision()}.\n"
+               f"Machine: {machine_description(device)}.\n\n{body.strip()}\n{end}")
+    text = REPORT.read_text() if REPORT.exists() else HEADER
+    if start in text:
+        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    REPORT.write_text(text)
+    return REPORT
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def cell(value) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
