@@ -1,0 +1,262 @@
+"""Pieces every widget shares: running core generators in workers, layer pickers, device choice,
+errors as notifications, and the questions asked before a file is replaced."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Select
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import notification_manager, show_error
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMessageBox, QWidget
+from superqt.utils import GeneratorWorker
+
+from ..core.errors import HypsegError
+
+MODEL_DIR = Path.home() / ".napari-hypseg" / "models"
+
+# Qt's default maximum of a spin box (99) is too small for steps, sizes and seeds.
+INT_MAX = 2_000_000_000
+
+
+# --------------------------------------------------------------------------- workers
+
+
+class StopAwareWorker(GeneratorWorker):
+    """A generator worker whose quit() asks the core to stop cleanly.
+
+    napari calls `worker.quit` when the task is cancelled in the activity dock or the window closes
+    while it runs; plain quit() would abandon the generator between two yields, so a training run
+    would end without its final checkpoint. Setting the `stop` event lets the core finish the
+    current step, save and return its result.
+    """
+
+    def __init__(self, func: Callable, *args: Any, **kwargs: Any) -> None:
+        self.stop_event: threading.Event = kwargs["stop"]
+        super().__init__(func, *args, **kwargs)
+
+    def quit(self) -> None:
+        self.stop_event.set()
+
+
+def start_job(
+    func: Callable,
+    *args: Any,
+    stop: threading.Event,
+    description: str,
+    total: int,
+    on_event: Callable[[Any], None],
+    on_result: Callable[[Any], None],
+    on_finish: Callable[[], None],
+    **kwargs: Any,
+) -> StopAwareWorker:
+    """Run the core generator `func(*args, stop=stop, **kwargs)` in a worker thread.
+
+    Progress events drive a napari progress bar (activity dock) and `on_event`; the return value
+    goes to `on_result`; errors become notifications; `on_finish` runs last in every case.
+    """
+    bar = progress(total=total, desc=description)
+
+    def advance(event: Any) -> None:
+        total_now = int(getattr(event, "total", 0) or 0)
+        if total_now and bar.total != total_now:
+            bar.total = total_now
+            bar.n = 0
+        step = int(getattr(event, "step", 0) or 0)
+        if step > bar.n:
+            bar.update(step - bar.n)
+        stage = getattr(event, "stage", "")
+        wanted = f"{description}: {stage}" if stage else description
+        if bar.desc != wanted:
+            bar.set_description(wanted)
+        on_event(event)
+
+    def finish() -> None:
+        bar.close()
+        on_finish()
+
+    worker = create_worker(
+        func,
+        *args,
+        stop=stop,
+        _worker_class=StopAwareWorker,
+        _ignore_errors=True,
+        _start_thread=False,
+        **kwargs,
+    )
+    worker.yielded.connect(advance)
+    worker.returned.connect(on_result)
+    worker.errored.connect(notify_error)
+    worker.finished.connect(finish)
+    worker.start()
+    return worker
+
+
+def notify_error(error: BaseException) -> None:
+    """A user error shows its message; anything else shows with its traceback (for bug reports)."""
+    if isinstance(error, HypsegError):
+        show_error(str(error))
+    else:
+        notification_manager.receive_error(type(error), error, error.__traceback__)
+
+
+# --------------------------------------------------------------------------- layers
+
+
+class LayerPicker:
+    """A magicgui Select (several) or ComboBox (one) of the viewer's layers of `kind`, kept in sync
+    with the layer list and with layer names. `widget` is what goes into a layout (`.native`)."""
+
+    def __init__(self, viewer: Any, kind: type, *, multiple: bool, tooltip: str) -> None:
+        self._viewer = viewer
+        self._kind = kind
+        self._multiple = multiple
+        if multiple:
+            self.widget: Select | ComboBox = Select(choices=self._choices, tooltip=tooltip)
+            self.widget.native.setMaximumHeight(90)
+        else:
+            self.widget = ComboBox(choices=self._choices, tooltip=tooltip, nullable=False)
+        # napari holds method callbacks weakly: they go away with the picker.
+        for layer in viewer.layers:
+            layer.events.name.connect(self.refresh)
+        viewer.layers.events.inserted.connect(self._on_inserted)
+        viewer.layers.events.removed.connect(self.refresh)
+        viewer.layers.events.reordered.connect(self.refresh)
+        self.refresh()
+
+    @property
+    def value(self) -> Any:
+        return self.widget.value
+
+    @value.setter
+    def value(self, value: Any) -> None:
+        self.widget.value = value
+
+    def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in self._viewer.layers
+                if isinstance(layer, self._kind) and not getattr(layer, "rgb", False)]
+
+    def _on_inserted(self, event: Any) -> None:
+        event.value.events.name.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, _event: Any = None) -> None:
+        self.widget.reset_choices()
+        if self._multiple and not self.widget.value and self.widget.choices:
+            self.widget.value = [self.widget.choices[0]]
+
+
+def volume_of(layer: Any) -> np.ndarray:
+    """The full-resolution array of an image layer (level 0 of a multiscale pyramid)."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return np.asarray(data)
+
+
+def spacing_of(layer: Any) -> tuple[float, float, float]:
+    """Voxel size (z, y, x) of a layer, from its scale."""
+    return tuple(float(s) for s in layer.scale[-3:])
+
+
+# --------------------------------------------------------------------------- device
+
+
+class DeviceChooser(QWidget):
+    """The devices torch can use here, and a line saying what the chosen one is."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from ..core.device import available_devices
+
+        self.combo = QComboBox()
+        for value, label in available_devices():
+            self.combo.addItem(label, value)
+        self.combo.setToolTip(
+            "Where the network runs. 'auto' picks a CUDA GPU, then Apple MPS, then the CPU. "
+            "If your GPU is missing here, torch was installed without GPU support "
+            "(see the PyTorch install guide).")
+        self.label = QLabel()
+        self.label.setToolTip("What torch detected on this machine for the chosen device.")
+        self.combo.currentIndexChanged.connect(self._describe)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.combo)
+        layout.addWidget(self.label, 1)
+        self._describe()
+
+    def _describe(self, _index: int = 0) -> None:
+        from ..core.device import describe_device
+
+        self.label.setText(describe_device(self.device))
+
+    @property
+    def device(self) -> str:
+        return self.combo.currentData()
+
+    @device.setter
+    def device(self, value: str) -> None:
+        index = self.combo.findData(value)
+        if index < 0:
+            raise ValueError(f"device {value!r} is not available here")
+        self.combo.setCurrentIndex(index)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def default_model_path(folder: Path = MODEL_DIR) -> Path:
+    """A fresh model file name: model-<timestamp>.pt, numbered if that name is taken."""
+    stem = f"model-{datetime.now():%Y%m%d-%H%M%S}"
+    path, n = folder / f"{stem}.pt", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.pt"
+    return path
+
+
+def confirm_overwrite(parent: QWidget, paths: Iterable[Path]) -> bool:
+    """Ask before replacing existing files; True when there is nothing to replace or the user agrees."""
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if not existing:
+        return True
+    listed = "\n".join(str(p) for p in existing[:8])
+    if len(existing) > 8:
+        listed += f"\n… and {len(existing) - 8} more"
+    answer = QMessageBox.question(
+        parent,
+        "Replace existing files?",
+        f"{len(existing)} file(s) already exist:\n{listed}\n\nReplace them?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+# --------------------------------------------------------------------------- plots
+
+# napari's dark theme, so the matplotlib canvases sit well in the dock.
+BACKGROUND = "#262930"
+FOREGROUND = "#d6d6d6"
+GRID = "#414851"
+
+
+def style_axes(axes: Any) -> None:
+    axes.set_facecolor(BACKGROUND)
+    axes.tick_params(colors=FOREGROUND, labelsize=8)
+    for spine in axes.spines.values():
+        spine.set_color(GRID)
+    axes.xaxis.label.set_color(FOREGROUND)
+    axes.yaxis.label.set_color(FOREGROUND)
+    axes.title.set_color(FOREGROUND)

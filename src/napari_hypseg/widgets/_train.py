@@ -1,0 +1,264 @@
+"""Train dock widget: image layers + parameters -> core `train` in a worker -> a model in the session."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari.layers import Image
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.config import DEFAULT_PRESET, PRESETS
+from ..core.errors import HypsegError
+from ._common import (
+    MODEL_DIR,
+    DeviceChooser,
+    LayerPicker,
+    confirm_overwrite,
+    default_model_path,
+    format_seconds,
+    start_job,
+    volume_of,
+)
+from ._config_form import ConfigForm
+from ._loss_plot import LossPlot
+from ._session import ModelEntry, load_model_file, session_for
+
+if TYPE_CHECKING:
+    import napari
+
+MODEL_FILTER = "napari-hypseg models (*.pt);;All files (*)"
+
+
+def _train_job(volumes: list, config: Any, *, checkpoint_path: Path, device: str, stop: threading.Event):
+    """Worker body: the core's training generator, importing torch in the worker thread."""
+    from ..core.training import train
+
+    return (yield from train(volumes, config, checkpoint_path=checkpoint_path, device=device, stop=stop))
+
+
+class TrainWidget(QWidget):
+    """Train a hyperbolic VAE on image layers, watch the losses, stop at any step, or load a model."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.worker = None
+        self.last_model: ModelEntry | None = None
+        self._stop = threading.Event()
+        self._path_is_automatic = True
+
+        self.images = LayerPicker(
+            napari_viewer, Image, multiple=True,
+            tooltip="Image layers to learn from (3D volumes; Ctrl/Shift-click for several). "
+                    "Each is normalised with statistics stored in the model.")
+
+        self.preset = QComboBox()
+        self.preset.addItems(list(PRESETS))
+        self.preset.setCurrentText(DEFAULT_PRESET)
+        self.preset.setToolTip(
+            "Starting values for every parameter. fast: a slim model that gives good segmentations "
+            "on a CPU in minutes. paper: the published setup (slower; a GPU helps).")
+        self.preset.currentTextChanged.connect(self._apply_preset)
+
+        self.form = ConfigForm()
+        self.form.set_config(PRESETS[DEFAULT_PRESET])
+
+        self.devices = DeviceChooser()
+
+        self.checkpoint = QLineEdit(str(default_model_path()))
+        self.checkpoint.setToolTip(
+            "Model file written during training (every 'checkpoint every' steps, at the end and on "
+            "Stop). You are asked before an existing file is replaced.")
+        self.checkpoint.textEdited.connect(self._path_edited)
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Choose where to save the model file.")
+        browse.clicked.connect(self._browse_checkpoint)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.checkpoint, 1)
+        path_row.addWidget(browse)
+
+        self.train_button = QPushButton("Train")
+        self.train_button.setToolTip("Train a model on the chosen image layers (runs in the background).")
+        self.train_button.clicked.connect(self.start_training)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Finish the current step, save the model file and keep the model.")
+        self.stop_button.clicked.connect(self.stop)
+        self.load_button = QPushButton("Load model…")
+        self.load_button.setToolTip("Use a model trained before (a .pt file) instead of training.")
+        self.load_button.clicked.connect(self._browse_model)
+        buttons = QHBoxLayout()
+        for button in (self.train_button, self.stop_button, self.load_button):
+            buttons.addWidget(button)
+
+        self.status = QLabel("Ready.")
+        self.status.setWordWrap(True)
+        self.status.setToolTip("Step, losses, speed, time left and device of the current run.")
+        self.loss_plot = LossPlot()
+
+        form = QFormLayout()
+        form.addRow("images", self.images.widget.native)
+        form.addRow("preset", self.preset)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.form)
+        device_form = QFormLayout()
+        device_form.addRow("device", self.devices)
+        device_form.addRow("model file", path_row)
+        layout.addLayout(device_form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        layout.addWidget(self.loss_plot)
+        layout.addStretch(1)
+        self._set_running(False)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def _set_running(self, running: bool) -> None:
+        self.train_button.setEnabled(not running)
+        self.load_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        for widget in (self.preset, self.form, self.devices, self.checkpoint, self.images.widget.native):
+            widget.setEnabled(not running)
+
+    def _apply_preset(self, name: str) -> None:
+        self.form.set_config(PRESETS[name])
+
+    def _path_edited(self, _text: str) -> None:
+        self._path_is_automatic = False
+
+    def _browse_checkpoint(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the model as", self.checkpoint.text(), MODEL_FILTER)
+        if path:
+            self.checkpoint.setText(path)
+            self._path_is_automatic = False
+
+    def _browse_model(self) -> None:
+        start = str(MODEL_DIR) if MODEL_DIR.exists() else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "Load a napari-hypseg model", start, MODEL_FILTER)
+        if path:
+            self.load_model(path)
+
+    # ------------------------------------------------------------------ actions
+
+    def load_model(self, path: str | Path) -> ModelEntry | None:
+        """Load a model file into this viewer's session (what "Load model…" does after its dialog)."""
+        entry = load_model_file(self.session, path)
+        if entry is not None:
+            self.last_model = entry
+            self.status.setText(f"Loaded {entry.name}.")
+        return entry
+
+    def start_training(self) -> None:
+        if self.running:
+            return
+        layers = list(self.images.value)
+        if not layers:
+            show_error("Choose at least one image layer to train on (open one, e.g. File › Open Sample › "
+                       "napari-hypseg).")
+            return
+        try:
+            config = self.form.config()
+        except HypsegError as error:
+            show_error(str(error))
+            return
+        path = Path(self.checkpoint.text()).expanduser()
+        if path.suffix != ".pt":
+            path = path.with_suffix(".pt")
+        if not confirm_overwrite(self, [path]):
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            show_error(f"Cannot create the folder for the model file {path.parent}: {error.strerror}")
+            return
+
+        self.checkpoint.setText(str(path))
+        self._stop = threading.Event()
+        self.loss_plot.clear()
+        self.status.setText(f"Starting: {config.steps} steps on {len(layers)} image(s), "
+                            f"device {self.devices.device}…")
+        self._set_running(True)
+        self.worker = start_job(
+            _train_job,
+            [volume_of(layer) for layer in layers],
+            config,
+            checkpoint_path=path,
+            device=self.devices.device,
+            stop=self._stop,
+            description="HypSeg training",
+            total=config.steps,
+            on_event=self._on_progress,
+            on_result=self._on_trained,
+            on_finish=self._on_finished,
+        )
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step; the core saves the model and returns it."""
+        if self.running:
+            self._stop.set()
+            self.stop_button.setEnabled(False)
+            self.status.setText(self.status.text() + "\nStopping after this step…")
+
+    # ------------------------------------------------------------------ worker callbacks
+
+    def _on_progress(self, event: Any) -> None:
+        metrics = dict(event.metrics)
+        parts = [f"<b>step {event.step}/{event.total}</b>"]
+        losses = [f"{name} {value:.4g}" for name, value in metrics.items()
+                  if name not in ("eta_s", "patches_per_s")]
+        if losses:
+            parts.append(", ".join(losses))
+        speed = []
+        if "patches_per_s" in metrics:
+            speed.append(f"{metrics['patches_per_s']:.0f} patches/s")
+        if "eta_s" in metrics:
+            speed.append(f"ETA {format_seconds(metrics['eta_s'])}")
+        speed.append(f"device {getattr(event, 'device', None) or self.devices.device}")
+        parts.append(" · ".join(speed))
+        if event.message:
+            parts.append(event.message)
+        if event.checkpoint is not None:
+            parts.append(f"saved {Path(event.checkpoint).name}")
+        self.status.setText("<br>".join(parts))
+        if metrics:
+            self.loss_plot.add(event.step, metrics)
+
+    def _on_trained(self, trained: Any) -> None:
+        if trained is None:
+            return
+        path = getattr(trained, "checkpoint_path", None)
+        name = Path(path).stem if path else "trained model"
+        self.last_model = self.session.add(trained, f"{name} (just trained)")
+        show_info(f"Training ended at step {trained.step}; model saved to {path}.")
+        self.status.setText(self.status.text() + f"<br>Done: model <b>{self.last_model.name}</b> "
+                            "is ready in the Segment widget.")
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._set_running(False)
+        if self._path_is_automatic:
+            self.checkpoint.setText(str(default_model_path(Path(self.checkpoint.text()).parent)))
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+        self._stop.set()
+        super().closeEvent(event)
