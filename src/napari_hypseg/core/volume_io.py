@@ -1,0 +1,419 @@
+"""Read 3D volumes (MRC, TIFF, NIfTI) and write label volumes back in the same space.
+
+Every front end opens files through here, so a corrupt file, a 2D image or a colour stack gives the
+same :class:`VolumeError` message in napari, the CLI and the Python API. MRC tomograms are
+memory-mapped: a 4 GB tomogram opens without being copied into RAM.
+
+Axis convention: ``Volume.data`` is always ``(Z, Y, X)`` and ``spacing`` is ``(z, y, x)``.
+NIfTI arrays are ``(i, j, k)`` in nibabel; they are transposed to ``(k, j, i)`` on reading (a view,
+no copy) and back on writing, and the file's affine is kept, so labels drawn on a NIfTI image are
+written in exactly the voxel space of that image.
+
+Label dtypes per format (a round trip keeps the dtype wherever the format has it):
+
+- NIfTI: every integer dtype, kept exactly.
+- TIFF (ImageJ hyperstack): uint8, uint16, int16 kept exactly; other integer dtypes are stored as
+  the smallest of uint8/uint16/int16 that holds their values (read back as that dtype).
+- MRC: int8, int16, uint16 kept exactly; other integer dtypes (uint8 included: MRC has no unsigned
+  8-bit mode) are stored as the smallest of int8/uint16/int16 that holds their values, so uint8
+  labels up to 127 read back as int8 and larger ones as uint16.
+
+Labels whose values fit none of a format's dtypes raise a :class:`VolumeError` that suggests NIfTI.
+
+Spacing precision: MRC and NIfTI store voxel sizes as float32 (MRC as cell size / voxel count), so
+spacing is read back rounded to 6 significant digits: 0.37 written reads back as 0.37, not
+0.36999997. TIFF x/y spacing is stored as a 32-bit rational built from the decimal, z as text.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import struct
+import xml.etree.ElementTree as ET
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VolumeError
+
+MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".rec", ".st")
+TIFF_SUFFIXES = (".tif", ".tiff")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+READ_SUFFIXES: tuple[str, ...] = MRC_SUFFIXES + TIFF_SUFFIXES + NIFTI_SUFFIXES
+WRITE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".mrc", ".nii", ".nii.gz")
+
+LENGTH_UNIT_EXPONENTS = {"angstrom": -10, "nanometer": -9, "micrometer": -6, "mm": -3, "meter": 0}
+"""Canonical length units and their power of ten in meters (powers, so conversions stay exact)."""
+KNOWN_UNITS = ("pixel", *LENGTH_UNIT_EXPONENTS)
+
+_UNIT_ALIASES = {
+    "": "pixel", "pixel": "pixel", "pixels": "pixel", "px": "pixel",
+    "a": "angstrom", "å": "angstrom", "\\u00c5": "angstrom", "angstrom": "angstrom",
+    "angstroms": "angstrom", "ångström": "angstrom",
+    "nm": "nanometer", "nanometer": "nanometer", "nanometre": "nanometer", "nanometers": "nanometer",
+    "µm": "micrometer", "μm": "micrometer", "um": "micrometer", "\\u00b5m": "micrometer",
+    "micron": "micrometer", "microns": "micrometer", "micrometer": "micrometer",
+    "micrometre": "micrometer", "micrometers": "micrometer",
+    "mm": "mm", "millimeter": "mm", "millimetre": "mm", "millimeters": "mm",
+    "m": "meter", "meter": "meter", "metre": "meter", "meters": "meter",
+}
+_IMAGEJ_UNIT = {"micrometer": "micron", "nanometer": "nm"}
+_NIFTI_UNIT_CODE = {"mm": "mm", "micrometer": "micron", "meter": "meter"}
+_READ_ERRORS = (ValueError, OSError, EOFError, zlib.error, struct.error)
+_FINITE_CHECK_BYTES = 32 << 20
+
+
+@dataclass(eq=False)
+class Volume:
+    """A 3D image and where its voxels are in space; ``data`` may be a read-only np.memmap."""
+
+    data: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    unit: str = "pixel"
+    affine: np.ndarray | None = None
+    source: Path | None = None
+
+
+def suffix_of(path: str | os.PathLike) -> str:
+    """The lower-case format suffix of ``path``; ``.nii.gz`` counts as one suffix."""
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def canonical_unit(unit: object) -> str:
+    """Map the many spellings of a unit (ImageJ, OME, pint, NIfTI) to one name; unknown ones kept."""
+    text = str(unit).strip()
+    return _UNIT_ALIASES.get(text.lower(), text)
+
+
+def as_volume_array(array, name: str = "volume") -> np.ndarray:
+    """Check that ``array`` is one finite, real-valued 3D volume; return it squeezed to (Z, Y, X).
+
+    Callers use this before training or inference. The NaN/inf scan runs slab by slab, so a
+    memory-mapped tomogram is never copied into RAM (the result is a view of ``array``).
+    """
+    array = np.asanyarray(array)
+    if array.dtype.kind not in "biuf":
+        raise VolumeError(
+            f"{name} has data type {array.dtype}; a grey-value volume of integers or floats is "
+            "expected (convert complex or colour data to one real channel first)."
+        )
+    volume = _squeeze_to_3d(array, name)
+    if volume.dtype.kind == "f":
+        _require_finite(volume, name)
+    return volume
+
+
+def read_volume(path: str | os.PathLike) -> Volume:
+    """Read one 3D volume; every problem with the file is a VolumeError naming the file."""
+    path = Path(path)
+    suffix = suffix_of(path)
+    if suffix not in READ_SUFFIXES:
+        raise VolumeError(
+            f"Cannot open {path}: unsupported file type {suffix or '(no suffix)'!r}. "
+            f"Supported: {', '.join(READ_SUFFIXES)}."
+        )
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise VolumeError(f"Cannot open {path}: it {what}; choose a volume file.")
+    if path.stat().st_size == 0:
+        raise VolumeError(f"Cannot open {path}: the file is empty (0 bytes).")
+    kind, reader = _READERS[suffix]
+    try:
+        volume = reader(path)
+    except VolumeError:
+        raise
+    except _READ_ERRORS + _library_errors() as exc:
+        raise VolumeError(
+            f"Cannot read {path} as {kind}: the file is corrupt, truncated or not {kind} ({exc})."
+        ) from exc
+    volume.source = path
+    return volume
+
+
+def write_labels(
+    path: str | os.PathLike,
+    labels,
+    *,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    unit: str = "pixel",
+    affine: np.ndarray | Sequence[Sequence[float]] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a (Z, Y, X) label volume as TIFF, MRC or NIfTI, atomically, and return its path.
+
+    ``affine`` is used by NIfTI only (the source image's affine puts labels in its space; without
+    one, the affine is built from ``spacing``). The file is written to a temporary file beside the
+    target and moved into place, so a failed write never destroys an existing file.
+    """
+    path = Path(path)
+    suffix = suffix_of(path)
+    if suffix not in WRITE_SUFFIXES:
+        raise VolumeError(
+            f"Cannot write labels to {path}: unsupported file type {suffix or '(no suffix)'!r}. "
+            f"Supported: {', '.join(WRITE_SUFFIXES)}."
+        )
+    if path.exists() and not overwrite:
+        raise VolumeError(f"{path} already exists; choose another name or allow overwriting it.")
+    if not path.parent.is_dir():
+        raise VolumeError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    labels = _label_array(labels)
+    spacing = _checked_spacing(spacing)
+    unit = canonical_unit(unit)
+    writer = {".mrc": _write_mrc, ".nii": _write_nifti, ".nii.gz": _write_nifti}.get(suffix, _write_tiff)
+    # A fresh name created by the format library itself, so the file gets the usual permissions.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}")
+    try:
+        writer(tmp, labels, spacing, unit, affine)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise VolumeError(f"Cannot write {path}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+# --- shape and value checks -------------------------------------------------------------------
+
+
+def _squeeze_to_3d(array: np.ndarray, name: str, axes: str | None = None) -> np.ndarray:
+    """Drop singleton axes; anything but one 3D grey volume is an error that says what to do."""
+    found = f"{name} has shape {tuple(array.shape)}" + (f" (axes {axes})" if axes else "")
+    if array.size == 0:
+        raise VolumeError(f"{found}: it holds no voxels.")
+    if array.dtype.names or (axes and "S" in axes):
+        raise VolumeError(
+            f"{found}: it is an RGB/RGBA colour image. A single grey-value 3D volume (Z, Y, X) is "
+            "expected: convert it to greyscale or split the colour channels first."
+        )
+    volume = np.squeeze(array)
+    if volume.ndim == 3:
+        return volume
+    if volume.ndim < 3:
+        raise VolumeError(
+            f"{found}, a {volume.ndim}D image. A single 3D volume (Z, Y, X) is expected: "
+            "open a z-stack, tomogram or MRI volume."
+        )
+    raise VolumeError(
+        f"{found}, a {volume.ndim}D stack. A single 3D volume (Z, Y, X) is expected: split the "
+        "channels or time points first (Fiji: Image > Color > Split Channels, or Image > Stacks > "
+        "Tools > Reduce Dimensionality; numpy: stack[t] or stack[:, c]) and open one 3D volume."
+    )
+
+
+def _require_finite(volume: np.ndarray, name: str) -> None:
+    """Scan a float volume for NaN/inf in slabs of ~32 MB, so a memmap is never loaded whole."""
+    step = max(1, _FINITE_CHECK_BYTES // max(1, volume[0].nbytes))
+    for start in range(0, volume.shape[0], step):
+        bad = ~np.isfinite(volume[start : start + step])
+        if bad.any():
+            z, y, x = np.argwhere(bad)[0]
+            raise VolumeError(
+                f"{name} contains NaN or infinite values (the first at z={start + z}, y={y}, x={x}). "
+                "Replace them (e.g. numpy.nan_to_num) or crop them out before using the volume."
+            )
+
+
+def _label_array(labels) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)
+    if labels.dtype.kind not in "iu":
+        raise VolumeError(
+            f"Labels have data type {labels.dtype}; integer labels are expected "
+            "(round and cast them, e.g. labels.astype(numpy.uint16))."
+        )
+    return _squeeze_to_3d(labels, "labels")
+
+
+def _checked_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
+    values = tuple(float(s) for s in spacing)
+    if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise VolumeError(
+            f"Spacing {tuple(spacing)} is not three positive numbers (z, y, x); "
+            "give one voxel size per axis, e.g. (1.0, 1.0, 1.0)."
+        )
+    return values  # type: ignore[return-value]
+
+
+def _storable(labels: np.ndarray, native: tuple[str, ...], fallback: tuple[str, ...], fmt: str):
+    """Keep ``labels`` if ``fmt`` has its dtype, else cast to the first lossless ``fallback`` dtype."""
+    if labels.dtype.name in native:
+        return labels
+    low, high = (int(labels.min()), int(labels.max()))
+    for name in fallback:
+        info = np.iinfo(name)
+        if info.min <= low and high <= info.max:
+            return labels.astype(name)
+    raise VolumeError(
+        f"Labels range from {low} to {high}, which {fmt} cannot store (it holds "
+        f"{', '.join(native)}); save them as .nii.gz, which keeps every integer type."
+    )
+
+
+def _float32_decimal(value: float) -> float:
+    """A float32-stored voxel size as the decimal that was meant (6 significant digits)."""
+    return float(f"{float(value):.6g}")
+
+
+def _convert(values: Sequence[float], unit: str, to_unit: str) -> tuple[float, ...]:
+    power = LENGTH_UNIT_EXPONENTS[unit] - LENGTH_UNIT_EXPONENTS[to_unit]
+    return tuple(v * 10.0**power for v in values)
+
+
+# --- MRC ----------------------------------------------------------------------------------------
+
+
+def _read_mrc(path: Path) -> Volume:
+    import mrcfile
+
+    # The memmap stays valid after the file object closes; only its writeable flag is dropped.
+    with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+        data = mrc.data
+        voxel = mrc.voxel_size
+    sizes = (float(voxel.z), float(voxel.y), float(voxel.x))
+    volume = _squeeze_to_3d(data, str(path))
+    if min(sizes) <= 0:  # MRC writes 0 when the voxel size is unknown
+        return Volume(volume)
+    return Volume(volume, tuple(_float32_decimal(s) for s in sizes), "angstrom")
+
+
+def _write_mrc(tmp: Path, labels, spacing, unit, affine) -> None:
+    import mrcfile
+
+    data = _storable(labels, ("int8", "int16", "uint16"), ("int8", "uint16", "int16"), "MRC")
+    if unit == "pixel":
+        sizes = (0.0, 0.0, 0.0) if spacing == (1.0, 1.0, 1.0) else spacing
+    elif unit in LENGTH_UNIT_EXPONENTS:
+        sizes = _convert(spacing, unit, "angstrom")
+    else:
+        raise VolumeError(f"MRC stores voxel sizes in Å; the unit {unit!r} cannot be converted to Å.")
+    with mrcfile.new(tmp) as mrc:
+        mrc.set_data(np.ascontiguousarray(data))
+        mrc.voxel_size = (sizes[2], sizes[1], sizes[0])
+
+
+# --- TIFF ---------------------------------------------------------------------------------------
+
+
+def _read_tiff(path: Path) -> Volume:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        axes = series.axes
+        spacing, unit = _tiff_spacing(tif, series)
+        contiguous = series.dataoffset is not None
+        data = tifffile.memmap(path, mode="r") if contiguous else series.asarray()
+    return Volume(_squeeze_to_3d(data, str(path), axes), spacing, unit)
+
+
+def _tiff_spacing(tif, series) -> tuple[tuple[float, float, float], str]:
+    """Spacing from OME physical sizes, else ImageJ metadata + resolution tags, else pixels."""
+    if tif.is_ome and tif.ome_metadata:
+        found = _ome_spacing(tif.ome_metadata)
+        if found is not None:
+            return found
+    imagej = tif.imagej_metadata
+    if imagej is None:
+        return (1.0, 1.0, 1.0), "pixel"
+    tags = series.keyframe.tags
+    y, x = (_inverse_resolution(tags.get(name)) for name in ("YResolution", "XResolution"))
+    return (float(imagej.get("spacing", 1.0)), y, x), canonical_unit(imagej.get("unit", "pixel"))
+
+
+def _inverse_resolution(tag) -> float:
+    """Pixel size from a (numerator, denominator) pixels-per-unit tag; exact for short decimals."""
+    if tag is None:
+        return 1.0
+    numerator, denominator = tag.value
+    return denominator / numerator if numerator and denominator else 1.0
+
+
+def _ome_spacing(xml: str) -> tuple[tuple[float, float, float], str] | None:
+    pixels = next((el for el in ET.fromstring(xml).iter() if el.tag.split("}")[-1] == "Pixels"), None)
+    if pixels is None or pixels.get("PhysicalSizeX") is None:
+        return None
+    unit = canonical_unit(pixels.get("PhysicalSizeXUnit", "µm"))
+    spacing = []
+    for axis in "ZYX":
+        value = float(pixels.get(f"PhysicalSize{axis}", 1.0))
+        axis_unit = canonical_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+        if axis_unit != unit and {axis_unit, unit} <= LENGTH_UNIT_EXPONENTS.keys():
+            (value,) = _convert([value], axis_unit, unit)
+        spacing.append(value)
+    return (spacing[0], spacing[1], spacing[2]), unit
+
+
+def _write_tiff(tmp: Path, labels, spacing, unit, affine) -> None:
+    import tifffile
+
+    data = _storable(labels, ("uint8", "uint16", "int16"), ("uint8", "uint16", "int16"), "ImageJ TIFF")
+    metadata: dict[str, object] = {"axes": "ZYX", "spacing": spacing[0]}
+    if unit != "pixel":
+        metadata["unit"] = _IMAGEJ_UNIT.get(unit, unit)
+    resolution = tuple(_resolution(s) for s in (spacing[2], spacing[1]))
+    tifffile.imwrite(tmp, data, imagej=True, resolution=resolution, metadata=metadata)
+
+
+def _resolution(size: float) -> tuple[int, int]:
+    """Pixels per unit as a 32-bit rational taken from the decimal, so 0.37 reads back as 0.37."""
+    ratio = 1 / Fraction(repr(size))
+    limit = 2**32 - 1
+    if ratio.numerator > limit or ratio.denominator > limit:
+        ratio = ratio.limit_denominator(max(1, min(limit, int(limit / ratio))))
+    return ratio.numerator, ratio.denominator
+
+
+# --- NIfTI --------------------------------------------------------------------------------------
+
+
+def _read_nifti(path: Path) -> Volume:
+    import nibabel as nib
+
+    image = nib.load(path, mmap="r")
+    # .nii is memory-mapped; .nii.gz must be decompressed, which also reveals truncation now.
+    raw = np.asanyarray(image.dataobj)
+    data = _squeeze_to_3d(raw.T, str(path))  # (i, j, k) -> (k, j, i) = (z, y, x), a view
+    zooms = image.header.get_zooms()[:3]
+    spacing = tuple(_float32_decimal(z) for z in reversed(zooms))
+    xyz_unit = image.header.get_xyzt_units()[0]
+    unit = "mm" if xyz_unit == "unknown" else canonical_unit(xyz_unit)
+    return Volume(data, spacing, unit, np.array(image.affine, dtype=float))
+
+
+def _write_nifti(tmp: Path, labels, spacing, unit, affine) -> None:
+    import nibabel as nib
+
+    code = _NIFTI_UNIT_CODE.get(unit, "unknown")
+    if affine is None:
+        sizes = spacing
+        if code == "unknown" and unit in LENGTH_UNIT_EXPONENTS:
+            sizes, code = _convert(spacing, unit, "micrometer"), "micron"
+        affine = np.diag([sizes[2], sizes[1], sizes[0], 1.0])
+    affine = np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise VolumeError(f"The NIfTI affine must be a finite 4x4 matrix; got shape {affine.shape}.")
+    image = nib.Nifti1Image(labels.T, affine, dtype=labels.dtype)
+    image.header.set_xyzt_units(xyz=code)
+    nib.save(image, tmp)
+
+
+def _library_errors() -> tuple[type[Exception], ...]:
+    """Format libraries' own exception types that are not ValueError/OSError subclasses."""
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
+
+    return (ImageFileError, HeaderDataError)
+
+
+_READERS: dict[str, tuple[str, Callable[[Path], Volume]]] = {
+    **{suffix: ("an MRC file", _read_mrc) for suffix in MRC_SUFFIXES},
+    **{suffix: ("a TIFF file", _read_tiff) for suffix in TIFF_SUFFIXES},
+    **{suffix: ("a NIfTI file", _read_nifti) for suffix in NIFTI_SUFFIXES},
+}
