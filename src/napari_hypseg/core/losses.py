@@ -1,0 +1,50 @@
+"""The terms of the objective (method.md §4): reconstruction likelihood, Monte-Carlo KL, and the
+hierarchical triplet loss. Each returns per-item values or a batch mean as documented; the model
+decides how they are weighted (HypsegVAE.loss)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .manifold import DiagonalNormal, WrappedNormal, dist
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_nll(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """-log N(x; reconstruction, I) summed over each patch's voxels.
+
+    x (N, C, D, H, W); reconstruction (..., N, C, D, H, W) (e.g. one per posterior sample).
+    Returns (..., N) in nats per patch: intensities are z-scored, so a unit-variance Gaussian is
+    the natural likelihood, and summing over voxels keeps the KL on the scale of a true ELBO."""
+    n_voxels = x[0].numel()
+    squared = (reconstruction - x).pow(2).flatten(start_dim=reconstruction.dim() - x.dim() + 1)
+    return 0.5 * squared.sum(-1) + 0.5 * n_voxels * _LOG_2PI
+
+
+def monte_carlo_kl(posterior: WrappedNormal | DiagonalNormal, prior: WrappedNormal | DiagonalNormal,
+                   n_samples: int, generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reparameterised samples z (K, ..., d) of the posterior and the single-sample KL estimates
+    log q(z|x) - log p(z), shape (K, ...). The wrapped normal has no closed-form KL; the estimate is
+    unbiased and its gradient is the usual path derivative."""
+    z, log_q = posterior.rsample_with_log_prob((n_samples,), generator)
+    return z, log_q - prior.log_prob(z)
+
+
+def hierarchical_triplet(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *,
+                         margin: float, curvature: float | None) -> torch.Tensor:
+    """mean ReLU(d(anchor, positive)^2 - d(anchor, negative)^2 + margin) over the batch.
+
+    anchor/positive/negative (N, d): posterior means of a parent patch, a sub-patch of it, and a
+    patch from elsewhere. d is the Poincaré distance of curvature -c, or the Euclidean distance
+    when curvature is None (the Euclidean VAE). Squared distances, as in the released code."""
+    if curvature is None:
+        d_pos = (anchor - positive).pow(2).sum(-1)
+        d_neg = (anchor - negative).pow(2).sum(-1)
+    else:
+        d_pos = dist(anchor, positive, curvature).pow(2)
+        d_neg = dist(anchor, negative, curvature).pow(2)
+    return torch.relu(d_pos - d_neg + margin).mean()

@@ -1,0 +1,182 @@
+"""The Poincaré ball of curvature -c and the distributions the VAE places on it.
+
+Points live in the ball {x : c|x|^2 < 1} with metric lambda_x^2 I, lambda_x = 2 / (1 - c|x|^2).
+The gyrovector operations come from geoopt's stereographic math (the curvature of geoopt's
+``PoincareBall(c)`` is k = -c); every helper takes the curvature explicitly and builds k in the
+dtype of its input, so float64 checks are exact and c is never rounded through geoopt's softplus.
+Points are clamped to norm (1 - 1e-5)/sqrt(c) (geoopt's float32 default, 4e-3, would cut off a
+tenth of the ball's radius in hyperbolic distance).
+
+Tangent vectors are ambient vectors; a tangent vector u at x has Riemannian norm lambda_x |u|.
+The wrapped normal takes its scale sigma in orthonormal coordinates of the tangent space at the
+origin, so d(mu, z) = |v| for a sample built from v ~ N(0, diag sigma^2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from geoopt.manifolds import PoincareBall
+from geoopt.manifolds.stereographic import math as gmath
+
+BOUNDARY_EPS = 1e-5
+"""Points are kept at norm <= (1 - BOUNDARY_EPS) / sqrt(c)."""
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def ball(curvature: float = 1.0) -> PoincareBall:
+    """geoopt's manifold object, for code that wants geoopt's own API (e.g. Riemannian optimisers)."""
+    return PoincareBall(c=curvature)
+
+
+def _k(curvature: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(-float(curvature), dtype=like.dtype, device=like.device)
+
+
+def project(x: torch.Tensor, curvature: float = 1.0, eps: float = BOUNDARY_EPS) -> torch.Tensor:
+    """Pull points (last dim) back inside the ball, to norm at most (1 - eps)/sqrt(c)."""
+    max_norm = (1.0 - eps) / math.sqrt(curvature)
+    norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-15)
+    return torch.where(norm > max_norm, x * (max_norm / norm), x)
+
+
+def conformal_factor(x: torch.Tensor, curvature: float = 1.0, keepdim: bool = False) -> torch.Tensor:
+    """lambda_x = 2 / (1 - c|x|^2)."""
+    x2 = x.pow(2).sum(dim=-1, keepdim=keepdim)
+    return 2.0 / (1.0 - curvature * x2).clamp_min(1e-15)
+
+
+def mobius_add(x: torch.Tensor, y: torch.Tensor, curvature: float = 1.0) -> torch.Tensor:
+    return gmath.mobius_add(x, y, k=_k(curvature, x))
+
+
+def expmap0(u: torch.Tensor, curvature: float = 1.0) -> torch.Tensor:
+    """exp_0(u) = tanh(sqrt(c)|u|) u / (sqrt(c)|u|), projected into the ball."""
+    return project(gmath.expmap0(u, k=_k(curvature, u)), curvature)
+
+
+def logmap0(x: torch.Tensor, curvature: float = 1.0) -> torch.Tensor:
+    return gmath.logmap0(x, k=_k(curvature, x))
+
+
+def expmap(x: torch.Tensor, u: torch.Tensor, curvature: float = 1.0) -> torch.Tensor:
+    """exp_x(u), projected into the ball."""
+    return project(gmath.expmap(x, u, k=_k(curvature, x)), curvature)
+
+
+def logmap(x: torch.Tensor, y: torch.Tensor, curvature: float = 1.0) -> torch.Tensor:
+    return gmath.logmap(x, y, k=_k(curvature, x))
+
+
+def dist(x: torch.Tensor, y: torch.Tensor, curvature: float = 1.0, keepdim: bool = False) -> torch.Tensor:
+    """Geodesic distance (2/sqrt(c)) artanh(sqrt(c)|(-x) + y|), evaluated in its equivalent form
+    (2/sqrt(c)) asinh(sqrt(c)|x - y| / sqrt((1 - c|x|^2)(1 - c|y|^2))), which has no cancellation for
+    nearby points in float32 and a finite gradient of d^2 at x = y."""
+    sqrt_c = math.sqrt(curvature)
+    diff = (x - y).norm(dim=-1, keepdim=keepdim)
+    gap_x = (1.0 - curvature * x.pow(2).sum(dim=-1, keepdim=keepdim)).clamp_min(1e-15)
+    gap_y = (1.0 - curvature * y.pow(2).sum(dim=-1, keepdim=keepdim)).clamp_min(1e-15)
+    return (2.0 / sqrt_c) * torch.asinh(sqrt_c * diff / (gap_x * gap_y).sqrt())
+
+
+def log_sinhc(x: torch.Tensor) -> torch.Tensor:
+    """log(sinh(x)/x) for x >= 0, stable at 0 (series) and for large x (no sinh overflow)."""
+    small = x < 0.1
+    xs = torch.where(small, torch.ones_like(x), x)
+    large_branch = xs + torch.log1p(-torch.exp(-2.0 * xs)) - math.log(2.0) - torch.log(xs)
+    x2 = x * x
+    series = x2 * (1.0 / 6.0 - x2 * (1.0 / 180.0 - x2 / 2835.0))
+    return torch.where(small, series, large_branch)
+
+
+def _normal_noise(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def _standard_log_density(eps: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """log N(scale*eps; 0, diag scale^2), summed over the last dim."""
+    d = eps.shape[-1]
+    return -0.5 * eps.pow(2).sum(-1) - scale.log().sum(-1) - 0.5 * d * _LOG_2PI
+
+
+class WrappedNormal:
+    """Normal N(0, diag scale^2) in the tangent space at the origin, transported to ``loc`` and
+    pushed onto the ball by exp_loc (Mathieu et al. 2019; Nagano et al. 2019).
+
+    ``loc`` (..., d) on the ball, ``scale`` (..., d) > 0, broadcastable. Densities are with respect to
+    the Riemannian volume lambda_x^d dx:
+        log q(z) = log N(lambda_loc log_loc(z); 0, scale) - (d-1) log(sinh(sqrt(c) r) / (sqrt(c) r)),
+    r = d(loc, z): the second term is the volume change of exp in curvature -c.
+    """
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, curvature: float = 1.0):
+        self.loc, self.scale = torch.broadcast_tensors(loc, scale)
+        self.curvature = float(curvature)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The location (the Fréchet mean of the distribution)."""
+        return self.loc
+
+    def _push(self, v: torch.Tensor) -> torch.Tensor:
+        """Tangent vector at 0 in orthonormal coordinates -> point: transport (an ambient rescaling
+        by 1/lambda_loc of the orthonormal coordinates) then exp_loc."""
+        lam = conformal_factor(self.loc, self.curvature, keepdim=True)
+        return expmap(self.loc.expand_as(v), v / lam, self.curvature)
+
+    def _log_density_of_tangent(self, eps: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+        d = eps.shape[-1]
+        return (_standard_log_density(eps, self.scale)
+                - (d - 1) * log_sinhc(math.sqrt(self.curvature) * radius))
+
+    def rsample(self, sample_shape=(), generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised samples, shape sample_shape + loc.shape."""
+        return self.rsample_with_log_prob(sample_shape, generator)[0]
+
+    def rsample_with_log_prob(self, sample_shape=(), generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples and their log-density, the latter from the tangent noise directly: equal to
+        log_prob(sample) but without the float32 round trip through log_loc near the boundary."""
+        shape = torch.Size(sample_shape) + self.loc.shape
+        eps = _normal_noise(shape, self.loc, generator)
+        v = self.scale * eps
+        z = self._push(v)
+        return z, self._log_density_of_tangent(eps, v.norm(dim=-1))
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """Log-density of points z (..., d), summed over the last dim."""
+        c = self.curvature
+        sqrt_c = math.sqrt(c)
+        w = mobius_add(-self.loc, z, c)
+        w_norm = w.norm(dim=-1, keepdim=True)
+        radius = (2.0 / sqrt_c) * torch.atanh((sqrt_c * w_norm).clamp_max(1.0 - 1e-7))
+        v = radius * w / w_norm.clamp_min(1e-15)  # = lambda_loc log_loc(z), transported to 0
+        return self._log_density_of_tangent(v / self.scale, radius.squeeze(-1))
+
+
+class DiagonalNormal:
+    """The Euclidean counterpart of WrappedNormal, with the same interface, so the Euclidean VAE
+    runs the same code path."""
+
+    curvature = None
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor):
+        self.loc, self.scale = torch.broadcast_tensors(loc, scale)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    def rsample(self, sample_shape=(), generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.rsample_with_log_prob(sample_shape, generator)[0]
+
+    def rsample_with_log_prob(self, sample_shape=(), generator: torch.Generator | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = torch.Size(sample_shape) + self.loc.shape
+        eps = _normal_noise(shape, self.loc, generator)
+        return self.loc + self.scale * eps, _standard_log_density(eps, self.scale)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return _standard_log_density((z - self.loc) / self.scale, self.scale)

@@ -1,0 +1,182 @@
+"""The VAE of method.md §3: a fully-convolutional Euclidean encoder, a wrapped-normal posterior on the
+Poincaré ball (or a normal in R^d for the Euclidean ablation), and a decoder that reads the latent
+volume through a gyroplane convolution (or log_0 + a convolution, or a plain convolution)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import HypsegConfig
+from .gyroplane import GyroplaneConv3d
+from .losses import gaussian_nll, hierarchical_triplet, monte_carlo_kl
+from .manifold import DiagonalNormal, WrappedNormal, expmap0, logmap0
+
+SIGMA_FLOOR = 1e-5
+
+
+def _init_conv(layer: nn.Conv3d | nn.ConvTranspose3d, generator: torch.Generator, relu: bool) -> None:
+    """He-uniform for layers followed by a ReLU (keeps activations alive through depth), PyTorch's
+    default 1/sqrt(fan_in) bound otherwise, drawn from our own generator."""
+    weight = layer.weight
+    per_output = weight[:, 0] if isinstance(layer, nn.ConvTranspose3d) else weight[0]
+    fan_in = per_output.numel()
+    bound = math.sqrt(6.0 / fan_in) if relu else 1.0 / math.sqrt(fan_in)
+    with torch.no_grad():
+        weight.uniform_(-bound, bound, generator=generator)
+        layer.bias.uniform_(-1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in), generator=generator)
+
+
+class HypsegVAE(nn.Module):
+    """Encoder: unpadded Conv3d layers (``encoder_channels``, ``kernel_size``) + ReLU reduce a cube of
+    side ``patch_size`` to one voxel; 1x1x1 convolutions give ``hidden`` features, then mu_tangent and
+    sigma = softplus + 1e-5. Being fully convolutional, a larger input gives a grid of posteriors, one
+    per patch position: training inputs of side ``input_size`` give a ``latent_grid``^3 latent volume,
+    and ``dense_mean`` gives the per-voxel latent field of a whole tile in one pass.
+
+    Decoder: the latent volume -> ``hidden`` features at one voxel (GyroplaneConv3d with kernel
+    latent_grid; log_0 + Conv3d; or Conv3d for the Euclidean model), ReLU, a transposed convolution
+    back to the latent grid's side, the encoder's layers mirrored as unpadded transposed convolutions
+    up to ``input_size``, and a linear 1x1x1 output (intensities are z-scored, hence signed).
+
+    Randomness (initial weights, posterior samples) comes from generators seeded by ``config.seed``.
+    """
+
+    def __init__(self, config: HypsegConfig):
+        super().__init__()
+        self.config = config.validate()
+        self.hyperbolic = config.geometry == "hyperbolic"
+        self.curvature = float(config.curvature)
+        self.latent_dim = config.latent_dim
+        self.patch_size = config.patch_size
+        self.input_size = config.input_size
+        self._noise_generators: dict[torch.device, torch.Generator] = {}
+
+        channels, k, g, hidden, d = (config.encoder_channels, config.kernel_size, config.latent_grid,
+                                     config.hidden, config.latent_dim)
+        with torch.random.fork_rng(devices=[]):  # layers' default init must not touch the global RNG
+            encoder: list[nn.Module] = []
+            for c_in, c_out in zip((1, *channels[:-1]), channels):
+                encoder += [nn.Conv3d(c_in, c_out, k), nn.ReLU()]
+            encoder += [nn.Conv3d(channels[-1], hidden, 1), nn.ReLU()]
+            self.encoder = nn.Sequential(*encoder)
+            self.mu_head = nn.Conv3d(hidden, d, 1)
+            self.sigma_head = nn.Conv3d(hidden, d, 1)
+
+            if self.hyperbolic and config.gyroplane:
+                self.decoder_input = GyroplaneConv3d(d, hidden, g, self.curvature)
+            else:
+                self.decoder_input = nn.Conv3d(d, hidden, g)
+            mirrored = (*channels[::-1], channels[0])
+            decoder: list[nn.Module] = [nn.ReLU(), nn.ConvTranspose3d(hidden, mirrored[0], g), nn.ReLU()]
+            for c_in, c_out in zip(mirrored[:-1], mirrored[1:]):
+                decoder += [nn.ConvTranspose3d(c_in, c_out, k), nn.ReLU()]
+            decoder += [nn.Conv3d(channels[0], 1, 1)]
+            self.decoder = nn.Sequential(*decoder)
+        self._initialise(torch.Generator().manual_seed(config.seed))
+
+    def _initialise(self, generator: torch.Generator) -> None:
+        modules = [*self.encoder, self.mu_head, self.sigma_head, self.decoder_input, *self.decoder]
+        for layer, following in zip(modules, [*modules[1:], None]):
+            if isinstance(layer, GyroplaneConv3d):
+                layer.reset_parameters(generator)
+            elif isinstance(layer, nn.Conv3d | nn.ConvTranspose3d):
+                _init_conv(layer, generator, relu=isinstance(following, nn.ReLU))
+
+    # --- encoder -------------------------------------------------------------------------------
+    def _check_input(self, x: torch.Tensor, name: str = "x") -> None:
+        if x.dim() != 5 or x.shape[1] != 1 or min(x.shape[2:]) < self.patch_size:
+            raise ValueError(f"{name} must be (B, 1, D, H, W) with every side >= patch_size "
+                             f"{self.patch_size}, got shape {tuple(x.shape)}")
+
+    def _to_ball(self, mu_tangent: torch.Tensor) -> torch.Tensor:
+        """(B, d, ...) tangent vectors at the origin -> points: exp_0 (projected) or the identity."""
+        if not self.hyperbolic:
+            return mu_tangent
+        return expmap0(mu_tangent.movedim(1, -1), self.curvature).movedim(-1, 1)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, 1, D, H, W) -> posterior means mu (B, d, D-P+1, H-P+1, W-P+1), on the ball for the
+        hyperbolic model, and scales sigma of the same shape."""
+        self._check_input(x)
+        features = self.encoder(x)
+        sigma = F.softplus(self.sigma_head(features)) + SIGMA_FLOOR
+        return self._to_ball(self.mu_head(features)), sigma
+
+    def dense_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior means of every patch position of a tile: (B, 1, D, H, W) -> (B, d, D-P+1, ...)."""
+        self._check_input(x)
+        return self._to_ball(self.mu_head(self.encoder(x)))
+
+    # --- distributions -------------------------------------------------------------------------
+    def posterior(self, mu: torch.Tensor, sigma: torch.Tensor) -> WrappedNormal | DiagonalNormal:
+        """q(z|x) from channel-last mu, sigma (..., d)."""
+        if self.hyperbolic:
+            return WrappedNormal(mu, sigma, self.curvature)
+        return DiagonalNormal(mu, sigma)
+
+    def prior(self, like: torch.Tensor) -> WrappedNormal | DiagonalNormal:
+        """p(z): centred at the origin with scale ``prior_sigma``, on like's device and dtype."""
+        loc = torch.zeros(self.latent_dim, dtype=like.dtype, device=like.device)
+        return self.posterior(loc, torch.full_like(loc, self.config.prior_sigma))
+
+    def _generator_for(self, device: torch.device) -> torch.Generator:
+        if device not in self._noise_generators:
+            self._noise_generators[device] = torch.Generator(device).manual_seed(self.config.seed)
+        return self._noise_generators[device]
+
+    # --- decoder -------------------------------------------------------------------------------
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent volumes z (N, d, g, g, g) (points of the ball when hyperbolic) -> reconstructions
+        (N, 1, input_size, input_size, input_size)."""
+        if self.hyperbolic and not isinstance(self.decoder_input, GyroplaneConv3d):
+            z = logmap0(z.movedim(1, -1), self.curvature).movedim(-1, 1)
+        return self.decoder(self.decoder_input(z))
+
+    # --- objective -----------------------------------------------------------------------------
+    def loss(self, parent: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *,
+             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The training objective on a batch of triplets, each (B, 1, S, S, S) with S = input_size.
+
+        Scaling: every ELBO term is per patch -- the reconstruction NLL summed over the S^3 voxels, the
+        KL (log q - log p over ``n_samples`` samples) summed over latent dims and grid voxels -- then
+        averaged over samples and over all 3B patches; the triplet term is averaged over the B
+        triplets. So losses do not grow with the batch size.
+            total = recon + kl_weight * kl + triplet_weight * triplet   (triplet only if config.triplet)
+        The released code summed the parent patches' ELBO over a batch of 128 and added 1e3 x the
+        batch-mean triplet; divided by the batch size, that is triplet_weight = 1e3 / 128 ~ 7.8 here
+        (for 10^3-voxel patches; the recon term grows with S^3). triplet_weight = 1e3 weighs the
+        triplet ~128x more than the paper did.
+
+        Returns scalar tensors: "total" (to minimise), "recon", "kl", "triplet" (reported, detached,
+        when the triplet is off) and "elbo" = recon + kl, the negative ELBO in nats per patch.
+        Noise comes from ``generator`` if given, else from the model's own generator for the device.
+        """
+        cfg = self.config
+        for name, t in (("parent", parent), ("positive", positive), ("negative", negative)):
+            if t.dim() != 5 or t.shape[1] != 1 or tuple(t.shape[2:]) != (self.input_size,) * 3:
+                raise ValueError(f"{name} must be (B, 1, {self.input_size}, {self.input_size}, "
+                                 f"{self.input_size}) (config.input_size), got {tuple(t.shape)}")
+        batch = parent.shape[0]
+        x = torch.cat([parent, positive, negative])
+        mu, sigma = self.encode(x)  # (3B, d, g, g, g)
+        generator = generator if generator is not None else self._generator_for(x.device)
+        z, kl = monte_carlo_kl(self.posterior(mu.movedim(1, -1), sigma.movedim(1, -1)), self.prior(mu),
+                               cfg.n_samples, generator)  # z (K, 3B, g, g, g, d), kl (K, 3B, g, g, g)
+        reconstruction = self.decode(z.flatten(0, 1).movedim(-1, 1))
+        recon = gaussian_nll(x, reconstruction.unflatten(0, (cfg.n_samples, x.shape[0]))).mean()
+        kl = kl.flatten(start_dim=2).sum(-1).mean()
+
+        centre = cfg.latent_grid // 2
+        means = mu[:, :, centre, centre, centre]
+        triplet = hierarchical_triplet(*means.split(batch), margin=cfg.triplet_margin,
+                                       curvature=self.curvature if self.hyperbolic else None)
+        total = recon + cfg.kl_weight * kl
+        if cfg.triplet:
+            total = total + cfg.triplet_weight * triplet
+        else:
+            triplet = triplet.detach()
+        return {"total": total, "recon": recon, "kl": kl, "triplet": triplet, "elbo": recon + kl}
