@@ -1,0 +1,139 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_hypseg.core.config import get_preset
+from napari_hypseg.core.errors import VolumeError
+from napari_hypseg.core.sampling import TripletSampler
+
+CONFIG = get_preset("fast", encoder_channels=(4, 8), hidden=8, n_samples=1, batch_size=4, steps=4,
+                    parent_min=5, parent_max=12, child_min=3, child_max=5)
+
+
+def ramp(shape):
+    """A linear function of position, which trilinear interpolation reproduces exactly."""
+    z, y, x = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij")
+    return 1.0 * z + 100.0 * y + 10000.0 * x
+
+
+def linear_value(centres):
+    return centres[:, 0] + 100.0 * centres[:, 1] + 10000.0 * centres[:, 2]
+
+
+def test_batch_shapes_and_box_geometry():
+    shapes = [(24, 24, 24), (9, 30, 14)]
+    volumes = [np.random.default_rng(i).normal(size=s).astype(np.float32) for i, s in enumerate(shapes)]
+    sampler = TripletSampler(volumes, CONFIG, seed=3)
+    parent, positive, negative, boxes = sampler.sample(400, return_boxes=True)
+    size = CONFIG.input_size
+    for patch in (parent, positive, negative):
+        assert patch.shape == (400, 1, size, size, size) and patch.dtype == torch.float32
+        assert torch.isfinite(patch).all()
+    volume_shape = np.array(shapes)[boxes.volume]
+    assert set(np.unique(boxes.volume)) == {0, 1}
+    # parents: odd, within [parent_min, parent_max] (capped by the volume), inside the volume
+    assert np.all(boxes.parent_side % 2 == 1)
+    assert np.all((boxes.parent_side >= 5) & (boxes.parent_side <= 11))
+    assert np.all(boxes.parent_side[boxes.volume == 1] <= 9)          # the 9-voxel axis caps them
+    half = boxes.parent_side[:, None] // 2
+    assert np.all(boxes.parent_centre - half >= 0) and np.all(boxes.parent_centre + half < volume_shape)
+    # children: U{child_min .. min(child_max, r - 1) - 1}, strictly smaller than the parent
+    assert np.all((boxes.child_side >= 3) & (boxes.child_side <= np.minimum(5, boxes.parent_side - 1) - 1))
+    assert set(np.unique(boxes.child_side)) == {3, 4}                 # even sides are kept (see module doc)
+    # negatives: centred outside the parent, their cube inside the volume
+    outside = np.abs(boxes.negative_centre - boxes.parent_centre) > half
+    assert np.all(outside.any(axis=1))
+    child_half = boxes.child_side[:, None] / 2
+    assert np.all(boxes.negative_centre - child_half >= -0.5)
+    assert np.all(boxes.negative_centre + child_half <= volume_shape - 0.5)
+
+
+def test_patches_are_the_boxes_resampled():
+    shape = (20, 26, 23)
+    sampler = TripletSampler([ramp(shape)], CONFIG, seed=0)
+    parent, positive, negative, boxes = sampler.sample(64, return_boxes=True)
+    # Parents are at least input_size wide: exactly trilinear F.interpolate of the crop.
+    for i in range(64):
+        (z, y, x), h = boxes.parent_centre[i], boxes.parent_side[i] // 2
+        crop = torch.from_numpy(ramp(shape)[z - h:z + h + 1, y - h:y + h + 1, x - h:x + h + 1])[None, None]
+        expected = F.interpolate(crop, size=(CONFIG.input_size,) * 3, mode="trilinear", align_corners=False)
+        torch.testing.assert_close(parent[i:i + 1], expected, rtol=1e-6, atol=1e-2)
+    # On a linear volume a cube's mean is the value at its centre: the positive is concentric.
+    np.testing.assert_allclose(positive.mean(dim=(1, 2, 3, 4)).numpy(),
+                               linear_value(boxes.parent_centre.astype(np.float64)), rtol=1e-6)
+    # The negative is the box it reports (away from the border, where edge voxels are repeated).
+    step = boxes.child_side / CONFIG.input_size
+    interior = np.all((boxes.negative_centre - boxes.child_side[:, None] / 2 + step[:, None] / 2 >= 0)
+                      & (boxes.negative_centre + boxes.child_side[:, None] / 2 - step[:, None] / 2
+                         <= np.array(shape) - 1), axis=1)
+    assert interior.sum() > 10
+    np.testing.assert_allclose(negative.mean(dim=(1, 2, 3, 4)).numpy()[interior],
+                               linear_value(boxes.negative_centre[interior].astype(np.float64)), rtol=1e-6)
+
+
+def test_same_seed_same_batches():
+    volume = np.random.default_rng(0).normal(size=(24, 24, 24)).astype(np.float32)
+    first = TripletSampler([volume], CONFIG, seed=7)
+    second = TripletSampler([volume], CONFIG, seed=7)
+    other = TripletSampler([volume], CONFIG, seed=8)
+    a, b, c = first.sample(8), second.sample(8), other.sample(8)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    assert not torch.equal(a[0], c[0])
+    # reseeding per call replays a batch whatever came before
+    replay = first.sample(8, seed=123)
+    first.sample(8)
+    assert torch.equal(first.sample(8, seed=123)[2], replay[2])
+
+
+def test_volumes_are_picked_in_proportion_to_size():
+    small = np.zeros((12, 12, 12), np.float32)
+    large = np.ones((24, 24, 24), np.float32)
+    sampler = TripletSampler([small, large], CONFIG, seed=0)
+    *_, boxes = sampler.sample(900, return_boxes=True)
+    share = np.mean(boxes.volume == 1)
+    assert abs(share - 8 / 9) < 0.05
+    parent, *_ = sampler.sample(16)
+    # each patch comes from one volume only (the constant values 0 and 1 are never mixed)
+    assert torch.all(torch.minimum(parent.abs(), (parent - 1).abs()) < 1e-5)
+
+
+def test_log_uniform_parent_prefers_small_sides():
+    volume = np.zeros((40, 40, 40), np.float32)
+    sides = {}
+    for log_uniform in (False, True):
+        config = CONFIG.with_overrides(parent_max=33, child_max=15, log_uniform_parent=log_uniform)
+        *_, boxes = TripletSampler([volume], config, seed=0).sample(1000, return_boxes=True)
+        assert np.all(boxes.parent_side % 2 == 1) and boxes.parent_side.min() == 5
+        assert boxes.parent_side.max() == 33
+        sides[log_uniform] = boxes.parent_side
+    assert np.median(sides[True]) < np.median(sides[False]) - 3
+
+
+def test_read_only_volume_is_accepted():
+    volume = np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32)
+    volume.flags.writeable = False
+    parent, *_ = TripletSampler([volume], CONFIG, seed=0).sample(2)
+    assert parent.shape[0] == 2
+
+
+@pytest.mark.parametrize("shape", [(4, 30, 30), (30, 30, 3), (6, 7, 7)])
+def test_too_small_volume_is_refused_with_its_shape(shape):
+    with pytest.raises(VolumeError, match=rf"{shape[0]}, {shape[1]}, {shape[2]}.*too small.*parent_min=5"):
+        TripletSampler([np.zeros((24, 24, 24)), np.zeros(shape)], CONFIG, seed=0)
+
+
+def test_smallest_usable_volume_samples():
+    # one axis of parent_min, a longest axis with just room for a negative child beside the parent
+    parent, positive, negative, boxes = TripletSampler([np.zeros((5, 5, 8))], CONFIG, seed=0).sample(
+        32, return_boxes=True)
+    assert np.all(boxes.parent_side == 5) and np.all(boxes.child_side == 3)
+    assert np.all(np.abs(boxes.negative_centre - boxes.parent_centre).max(axis=1) > 2)
+
+
+def test_not_3d_is_refused():
+    with pytest.raises(VolumeError, match="3D"):
+        TripletSampler([np.zeros((24, 24))], CONFIG)
+    with pytest.raises(VolumeError, match="no volumes"):
+        TripletSampler([], CONFIG)

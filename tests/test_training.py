@@ -1,0 +1,157 @@
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_hypseg.core.checkpoint import load_checkpoint
+from napari_hypseg.core.config import get_preset
+from napari_hypseg.core.errors import CheckpointError, ConfigError, VolumeError
+from napari_hypseg.core.progress import run_to_completion
+from napari_hypseg.core.training import TrainedModel, train
+
+CONFIG = get_preset("fast", encoder_channels=(4, 8), hidden=8, n_samples=1, batch_size=4, steps=4,
+                    parent_min=5, parent_max=12, child_min=3, child_max=5, warmup_steps=2)
+
+
+def blobs(seed, shape=(24, 24, 24)):
+    """A structured volume: bright balls on a noisy background, in camera-like units."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
+    volume = rng.normal(1000, 30, size=shape)
+    for centre in rng.uniform(4, min(shape) - 4, size=(4, 3)):
+        volume[np.linalg.norm(grid - centre, axis=-1) < 4] += 300
+    return volume.astype(np.float32)
+
+
+VOLUMES = [blobs(0), blobs(1, (20, 26, 22))]
+
+
+def weights(model):
+    return {key: value.clone() for key, value in model.state_dict().items()}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def collect_events(work):
+    events = []
+    run_to_completion(work, events.append)
+    return events
+
+
+def test_training_reports_every_step_and_saves(tmp_path):
+    events = []
+    path = tmp_path / "model.pt"
+    trained = run_to_completion(train(VOLUMES, CONFIG, checkpoint_path=path, device="cpu"), events.append)
+    assert isinstance(trained, TrainedModel)
+    assert "CPU only" in events[0].message and events[0].step == 0
+    assert [e.step for e in events[1:]] == [1, 2, 3, 4]
+    for event in events[1:]:
+        assert set(event.metrics) == {"total", "recon", "kl", "triplet", "patches_per_s", "eta_s", "lr"}
+        assert all(math.isfinite(v) for v in event.metrics.values())
+        assert event.metrics["patches_per_s"] > 0
+    lr = CONFIG.learning_rate
+    assert [e.metrics["lr"] for e in events[1:]] == pytest.approx([lr / 2, lr, lr, lr])   # 2 warm-up steps
+    assert events[-1].checkpoint == path and "finished" in events[-1].message
+    assert trained.step == 4 and len(trained.history) == 4 and trained.checkpoint_path == path
+    assert not trained.model.training
+    assert trained.stats.std > 10   # fitted on the raw camera-like units
+    loaded = load_checkpoint(path)
+    assert loaded.step == 4 and loaded.config == CONFIG and loaded.stats == trained.stats
+    assert loaded.history == trained.history
+    assert_same_weights(weights(loaded.model), weights(trained.model))
+
+
+def test_seed_reproduces_a_run_and_another_seed_does_not():
+    first = run_to_completion(train(VOLUMES, CONFIG, device="cpu"))
+    second = run_to_completion(train(VOLUMES, CONFIG, device="cpu"))
+    other = run_to_completion(train(VOLUMES, CONFIG.with_overrides(seed=1), device="cpu"))
+    assert_same_weights(weights(first.model), weights(second.model))
+    assert first.history == second.history
+    assert first.checkpoint_path is None
+    assert other.history[0]["total"] != first.history[0]["total"]
+
+
+def test_stop_saves_and_resume_matches_an_uninterrupted_run(tmp_path):
+    config = CONFIG.with_overrides(steps=5)
+    uninterrupted = run_to_completion(train(VOLUMES, config, device="cpu"))
+
+    stop = threading.Event()
+    path = tmp_path / "model.pt"
+    events = []
+
+    def stop_after_two(event):
+        events.append(event)
+        if event.step == 2:
+            stop.set()
+
+    stopped = run_to_completion(train(VOLUMES, config, checkpoint_path=path, device="cpu", stop=stop),
+                                stop_after_two)
+    assert stopped.step == 2 and [e.step for e in events] == [0, 1, 2, 2]   # no step after the request
+    assert events[-1].checkpoint == path and "stopped at step 2" in events[-1].message
+    assert load_checkpoint(path).step == 2
+
+    resumed_events = []
+    resumed = run_to_completion(train(VOLUMES, None, checkpoint_path=path, resume=path, device="cpu"),
+                                resumed_events.append)
+    assert "resuming" in resumed_events[0].message and resumed_events[0].step == 2
+    assert resumed.step == 5 and load_checkpoint(path).step == 5
+    assert resumed.history == uninterrupted.history
+    assert_same_weights(weights(resumed.model), weights(uninterrupted.model))
+
+
+def test_closing_the_generator_saves_a_checkpoint(tmp_path):
+    path = tmp_path / "model.pt"
+    work = train(VOLUMES, CONFIG.with_overrides(steps=50), checkpoint_path=path, device="cpu")
+    assert [next(work).step for _ in range(3)] == [0, 1, 2]
+    work.close()
+    saved = load_checkpoint(path)
+    assert saved.step == 2 and len(saved.history) == 2
+
+
+def test_periodic_checkpoints_and_longer_resume(tmp_path):
+    path = tmp_path / "model.pt"
+    events = collect_events(train(VOLUMES, CONFIG.with_overrides(checkpoint_every=2),
+                                  checkpoint_path=path, device="cpu"))
+    assert [e.step for e in events if e.checkpoint] == [2, 4]
+    more = tmp_path / "more.pt"
+    trained = run_to_completion(train(VOLUMES, CONFIG.with_overrides(steps=6), checkpoint_path=more,
+                                      resume=path, device="cpu"))
+    assert trained.step == 6 and load_checkpoint(more).step == 6 and load_checkpoint(path).step == 4
+
+
+def test_resume_with_other_settings_names_them(tmp_path):
+    path = tmp_path / "model.pt"
+    run_to_completion(train(VOLUMES, CONFIG.with_overrides(steps=1), checkpoint_path=path, device="cpu"))
+    expected = r"hidden: 8 in the checkpoint, 16 now, learning_rate: 0.002 in the checkpoint, 0.001 now"
+    with pytest.raises(CheckpointError, match=expected):
+        run_to_completion(train(VOLUMES, CONFIG.with_overrides(learning_rate=1e-3, hidden=16),
+                                resume=path, device="cpu"))
+
+
+def test_divergence_is_a_clear_error_and_saves_nothing_broken(tmp_path):
+    path = tmp_path / "model.pt"
+    config = CONFIG.with_overrides(learning_rate=1e12, warmup_steps=0, checkpoint_every=1, steps=50)
+    with pytest.raises(ConfigError, match=r"diverged at step \d+.*lower learning rate"):
+        run_to_completion(train(VOLUMES, config, checkpoint_path=path, device="cpu"))
+    if path.exists():
+        saved = load_checkpoint(path)
+        assert all(torch.isfinite(v).all() for v in saved.model.state_dict().values())
+
+
+def test_bad_volumes_are_refused():
+    with pytest.raises(VolumeError, match="3D"):
+        next(train([np.zeros((24, 24))], CONFIG, device="cpu"))
+    nan_volume = blobs(0)
+    nan_volume[3, 4, 5] = np.nan
+    with pytest.raises(VolumeError, match="NaN"):
+        next(train([nan_volume], CONFIG, device="cpu"))
+    with pytest.raises(VolumeError, match=r"\(4, 30, 30\).*too small"):
+        next(train([blobs(0), np.zeros((4, 30, 30))], CONFIG, device="cpu"))
+    with pytest.raises(VolumeError, match="no volumes"):
+        next(train([], CONFIG, device="cpu"))
