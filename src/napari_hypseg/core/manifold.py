@@ -115,11 +115,6 @@ class WrappedNormal:
         self.loc, self.scale = torch.broadcast_tensors(loc, scale)
         self.curvature = float(curvature)
 
-    @property
-    def mean(self) -> torch.Tensor:
-        """The location (the Fréchet mean of the distribution)."""
-        return self.loc
-
     def _push(self, v: torch.Tensor) -> torch.Tensor:
         """Tangent vector at 0 in orthonormal coordinates -> point: transport (an ambient rescaling
         by 1/lambda_loc of the orthonormal coordinates) then exp_loc."""
@@ -160,14 +155,8 @@ class DiagonalNormal:
     """The Euclidean counterpart of WrappedNormal, with the same interface, so the Euclidean VAE
     runs the same code path."""
 
-    curvature = None
-
     def __init__(self, loc: torch.Tensor, scale: torch.Tensor):
         self.loc, self.scale = torch.broadcast_tensors(loc, scale)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.loc
 
     def rsample(self, sample_shape=(), generator: torch.Generator | None = None) -> torch.Tensor:
         return self.rsample_with_log_prob(sample_shape, generator)[0]
