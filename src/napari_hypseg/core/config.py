@@ -36,7 +36,10 @@ class HypsegConfig:
     # --- objective ---
     triplet: bool = True
     triplet_margin: float = 0.2
-    triplet_weight: float = 1e3
+    triplet_weight: float = 1e3 / 128
+    """Weight of the triplet term against the ELBO per patch (summed over voxels, averaged over the
+    batch). The paper's beta = 1e3 multiplied an ELBO summed over a batch of 128 patches, which is
+    1e3 / 128 in this scaling."""
     kl_weight: float = 1.0
     # --- sampling ---
     parent_min: int = 5
