@@ -76,3 +76,105 @@ def test_invalid_parameters_are_a_notification_not_a_run(make_napari_viewer, tmp
 
 def _items(list_widget):
     return [list_widget.item(i) for i in range(list_widget.count())]
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+
+def answer_next_dialog(button):
+    """Click `button` of the next modal dialog (e.g. QMessageBox.StandardButton.No) once it is open."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    def click():
+        box = QApplication.activeModalWidget()
+        if box is None:
+            QTimer.singleShot(20, click)
+        else:
+            box.button(button).click()
+
+    QTimer.singleShot(0, click)
+
+
+def _export(qtbot, widget):
+    widget.export_button.click()
+    if widget.worker is not None:
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=20_000)
+
+
+def _labels_volume():
+    labels = np.zeros((6, 7, 8), np.uint16)
+    labels[1:3, 2:5, 1:4] = 1
+    labels[3:6, :, 5:] = 3
+    return labels
+
+
+def test_export_layers_and_cluster_masks_keep_voxel_size(make_napari_viewer, qtbot, tmp_path):
+    from napari_hypseg.core.volume_io import read_volume
+    from napari_hypseg.widgets import ExportWidget
+
+    viewer = make_napari_viewer()
+    labels = _labels_volume()
+    viewer.add_labels(labels, name="tomo segmentation", scale=(2.0, 1.5, 0.5), units=("angstrom",) * 3)
+    widget = ExportWidget(viewer)
+    widget.folder.setText(str(tmp_path / "out"))
+    assert [layer.name for layer in widget.layers.value] == ["tomo segmentation"]
+
+    widget.format.setCurrentText(".mrc")
+    _export(qtbot, widget)
+    volume = read_volume(tmp_path / "out" / "tomo segmentation.mrc")
+    np.testing.assert_array_equal(volume.data, labels)
+    assert volume.spacing == pytest.approx((2.0, 1.5, 0.5)) and volume.unit == "angstrom"
+
+    widget.masks.setChecked(True)
+    widget.format.setCurrentText(".tif")
+    _export(qtbot, widget)
+    for cluster in (1, 3):
+        mask = read_volume(tmp_path / "out" / f"tomo segmentation_cluster{cluster}.tif")
+        np.testing.assert_array_equal(mask.data, labels == cluster)
+        assert mask.spacing == pytest.approx((2.0, 1.5, 0.5))
+    assert not (tmp_path / "out" / "tomo segmentation_cluster2.tif").exists()
+
+    widget.clusters.setText("3")
+    assert [path.name for path, _, _ in widget.planned()] == ["tomo segmentation_cluster3.tif"]
+
+
+def test_export_asks_before_replacing_files(make_napari_viewer, qtbot, tmp_path):
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_hypseg.core.volume_io import read_volume
+    from napari_hypseg.widgets import ExportWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(_labels_volume(), name="seg")
+    widget = ExportWidget(viewer)
+    widget.folder.setText(str(tmp_path))
+    widget.format.setCurrentText(".tif")
+    _export(qtbot, widget)
+    target = tmp_path / "seg.tif"
+    original = target.read_bytes()
+
+    layer.data = np.zeros_like(layer.data)
+    answer_next_dialog(QMessageBox.StandardButton.No)
+    _export(qtbot, widget)
+    assert target.read_bytes() == original and "cancelled" in widget.status.text()
+
+    answer_next_dialog(QMessageBox.StandardButton.Yes)
+    _export(qtbot, widget)
+    assert not read_volume(target).data.any()
+
+
+def test_export_to_nifti_keeps_the_source_affine(make_napari_viewer, qtbot, tmp_path):
+    import nibabel as nib
+
+    from napari_hypseg.widgets import ExportWidget
+
+    affine = np.array([[0.0, 0.0, 1.5, -20.0], [0.0, 0.75, 0.0, 10.0], [-0.5, 0.0, 0.0, 3.0], [0, 0, 0, 1.0]])
+    viewer = make_napari_viewer()
+    viewer.add_labels(_labels_volume(), name="brain", scale=(1.5, 0.75, 0.5), units=("millimeter",) * 3,
+                      metadata={"hypseg_volume": {"affine": affine.tolist(), "unit": "mm"}})
+    widget = ExportWidget(viewer)
+    widget.folder.setText(str(tmp_path))
+    widget.format.setCurrentText(".nii.gz")
+    _export(qtbot, widget)
+    np.testing.assert_allclose(nib.load(tmp_path / "brain.nii.gz").affine, affine)

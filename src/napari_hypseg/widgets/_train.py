@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -34,7 +35,7 @@ from ._common import (
     volume_of,
 )
 from ._config_form import ConfigForm
-from ._loss_plot import LossPlot
+from ._loss_plot import NOT_LOSSES, LossPlot
 from ._session import ModelEntry, load_model_file, session_for
 
 if TYPE_CHECKING:
@@ -43,11 +44,13 @@ if TYPE_CHECKING:
 MODEL_FILTER = "napari-hypseg models (*.pt);;All files (*)"
 
 
-def _train_job(volumes: list, config: Any, *, checkpoint_path: Path, device: str, stop: threading.Event):
+def _train_job(volumes: list, config: Any, *, checkpoint_path: Path, resume: Path | None, device: str,
+               stop: threading.Event):
     """Worker body: the core's training generator, importing torch in the worker thread."""
     from ..core.training import train
 
-    return (yield from train(volumes, config, checkpoint_path=checkpoint_path, device=device, stop=stop))
+    return (yield from train(volumes, config, checkpoint_path=checkpoint_path, resume=resume, device=device,
+                             stop=stop))
 
 
 class TrainWidget(QWidget):
@@ -59,6 +62,7 @@ class TrainWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.worker = None
         self.last_model: ModelEntry | None = None
+        self.last_event: Any = None  # the latest Progress of the current or last run
         self._stop = threading.Event()
         self._path_is_automatic = True
 
@@ -93,6 +97,14 @@ class TrainWidget(QWidget):
         path_row.addWidget(self.checkpoint, 1)
         path_row.addWidget(browse)
 
+        self.resume = QCheckBox("continue training the last model")
+        self.resume.setToolTip(
+            "Start from the last trained or loaded model (weights, optimiser state, settings) instead "
+            "of from scratch; 'steps' is the total to reach. The result goes to the model file above; "
+            "the original file is kept.")
+        self.resume.toggled.connect(self._resume_toggled)
+        self.session.models_changed.connect(self._model_added)
+
         self.train_button = QPushButton("Train")
         self.train_button.setToolTip("Train a model on the chosen image layers (runs in the background).")
         self.train_button.clicked.connect(self.start_training)
@@ -120,11 +132,13 @@ class TrainWidget(QWidget):
         device_form = QFormLayout()
         device_form.addRow("device", self.devices)
         device_form.addRow("model file", path_row)
+        device_form.addRow(self.resume)
         layout.addLayout(device_form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.loss_plot)
         layout.addStretch(1)
+        self._model_added(self.session.models[-1] if self.session.models else None)
         self._set_running(False)
 
     # ------------------------------------------------------------------ state
@@ -139,9 +153,29 @@ class TrainWidget(QWidget):
         self.stop_button.setEnabled(running)
         for widget in (self.preset, self.form, self.devices, self.checkpoint, self.images.widget.native):
             widget.setEnabled(not running)
+        resumable = self.last_model is not None and self.last_model.path is not None
+        self.resume.setEnabled(resumable and not running)
 
     def _apply_preset(self, name: str) -> None:
         self.form.set_config(PRESETS[name])
+
+    def _model_added(self, entry: ModelEntry | None) -> None:
+        if entry is None:
+            return
+        self.last_model = entry
+        can_resume = entry.path is not None and entry.path.exists()
+        self.resume.setText(f"continue training {entry.name}")
+        self.resume.setEnabled(can_resume and not self.running)
+        if not can_resume:
+            self.resume.setChecked(False)
+
+    def _resume_toggled(self, on: bool) -> None:
+        """Show the settings of the model to continue: only 'steps' and 'checkpoint every' may change."""
+        if on and self.last_model is not None:
+            trained = self.last_model.trained
+            config = trained.config
+            steps = config.steps if trained.step < config.steps else trained.step + config.steps
+            self.form.set_config(config.with_overrides(steps=steps))
 
     def _path_edited(self, _text: str) -> None:
         self._path_is_automatic = False
@@ -164,7 +198,6 @@ class TrainWidget(QWidget):
         """Load a model file into this viewer's session (what "Load model…" does after its dialog)."""
         entry = load_model_file(self.session, path)
         if entry is not None:
-            self.last_model = entry
             self.status.setText(f"Loaded {entry.name}.")
         return entry
 
@@ -192,6 +225,7 @@ class TrainWidget(QWidget):
             show_error(f"Cannot create the folder for the model file {path.parent}: {error.strerror}")
             return
 
+        resume = self.last_model.path if self.resume.isChecked() and self.last_model is not None else None
         self.checkpoint.setText(str(path))
         self._stop = threading.Event()
         self.loss_plot.clear()
@@ -203,6 +237,7 @@ class TrainWidget(QWidget):
             [volume_of(layer) for layer in layers],
             config,
             checkpoint_path=path,
+            resume=resume,
             device=self.devices.device,
             stop=self._stop,
             description="HypSeg training",
@@ -222,18 +257,20 @@ class TrainWidget(QWidget):
     # ------------------------------------------------------------------ worker callbacks
 
     def _on_progress(self, event: Any) -> None:
+        self.last_event = event
         metrics = dict(event.metrics)
         parts = [f"<b>step {event.step}/{event.total}</b>"]
-        losses = [f"{name} {value:.4g}" for name, value in metrics.items()
-                  if name not in ("eta_s", "patches_per_s")]
+        losses = [f"{name} {value:.4g}" for name, value in metrics.items() if name not in NOT_LOSSES]
         if losses:
-            parts.append(", ".join(losses))
+            parts.append("loss: " + ", ".join(losses))
         speed = []
         if "patches_per_s" in metrics:
             speed.append(f"{metrics['patches_per_s']:.0f} patches/s")
         if "eta_s" in metrics:
             speed.append(f"ETA {format_seconds(metrics['eta_s'])}")
-        speed.append(f"device {getattr(event, 'device', None) or self.devices.device}")
+        if "lr" in metrics:
+            speed.append(f"lr {metrics['lr']:.3g}")
+        speed.append(self.devices.label.text())
         parts.append(" · ".join(speed))
         if event.message:
             parts.append(event.message)
@@ -248,13 +285,14 @@ class TrainWidget(QWidget):
             return
         path = getattr(trained, "checkpoint_path", None)
         name = Path(path).stem if path else "trained model"
-        self.last_model = self.session.add(trained, f"{name} (just trained)")
+        self.session.add(trained, f"{name} (just trained)")
         show_info(f"Training ended at step {trained.step}; model saved to {path}.")
         self.status.setText(self.status.text() + f"<br>Done: model <b>{self.last_model.name}</b> "
                             "is ready in the Segment widget.")
 
     def _on_finished(self) -> None:
         self.worker = None
+        self.resume.setChecked(False)
         self._set_running(False)
         if self._path_is_automatic:
             self.checkpoint.setText(str(default_model_path(Path(self.checkpoint.text()).parent)))
