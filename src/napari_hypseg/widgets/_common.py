@@ -14,7 +14,16 @@ from magicgui.widgets import ComboBox, Select
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import notification_manager, show_error
-from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMessageBox, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QLabel,
+    QMessageBox,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt.utils import GeneratorWorker
 
 from ..core.errors import HypsegError
@@ -163,6 +172,20 @@ def spacing_of(layer: Any) -> tuple[float, float, float]:
     return tuple(float(s) for s in layer.scale[-3:])
 
 
+def scrollable_layout(widget: QWidget) -> QVBoxLayout:
+    """The layout of a scrolling body that fills `widget`: a dock can be taller than the screen."""
+    body = QWidget()
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setWidget(body)
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    return QVBoxLayout(body)
+
+
 # --------------------------------------------------------------------------- device
 
 
@@ -180,13 +203,17 @@ class DeviceChooser(QWidget):
             "Where the network runs. 'auto' picks a CUDA GPU, then Apple MPS, then the CPU. "
             "If your GPU is missing here, torch was installed without GPU support "
             "(see the PyTorch install guide).")
+        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(10)
         self.label = QLabel()
+        self.label.setWordWrap(True)
         self.label.setToolTip("What torch detected on this machine for the chosen device.")
         self.combo.currentIndexChanged.connect(self._describe)
-        layout = QHBoxLayout(self)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
         layout.addWidget(self.combo)
-        layout.addWidget(self.label, 1)
+        layout.addWidget(self.label)
         self._describe()
 
     def _describe(self, _index: int = 0) -> None:

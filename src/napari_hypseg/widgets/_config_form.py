@@ -119,6 +119,10 @@ class _ScientificSpinBox(QDoubleSpinBox):
         self.setValue(value * (2.0 ** steps))
 
 
+def _label(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " "))
+
+
 def _editor_for(name: str, default: Any) -> QWidget:
     if isinstance(default, bool):
         editor: QWidget = QCheckBox()
@@ -137,29 +141,35 @@ def _editor_for(name: str, default: Any) -> QWidget:
     return editor
 
 
-class ConfigForm(QWidget):
-    """Form rows for the key parameters, and a collapsible section for the advanced ones."""
+class ConfigForm:
+    """The editors of every HypsegConfig field: key rows for the caller's form, the rest in `advanced`."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+    def __init__(self) -> None:
         self.editors: dict[str, QWidget] = {}
         template = PRESETS["fast"]
-        self.key_layout = QFormLayout()
         self.advanced = QCollapsible("Advanced parameters")
         self.advanced.setToolTip("Model size, loss weights, patch sampling and optimiser details.")
         advanced_body = QWidget()
         advanced_layout = QFormLayout(advanced_body)
+        advanced_layout.setContentsMargins(0, 0, 0, 0)
         for field in fields(HypsegConfig):
-            editor = _editor_for(field.name, getattr(template, field.name))
-            self.editors[field.name] = editor
-            target = self.key_layout if field.name in KEY_FIELDS else advanced_layout
-            target.addRow(LABELS.get(field.name, field.name.replace("_", " ")), editor)
+            self.editors[field.name] = _editor_for(field.name, getattr(template, field.name))
+            if field.name not in KEY_FIELDS:
+                advanced_layout.addRow(_label(field.name), self.editors[field.name])
         self.advanced.addWidget(advanced_body)
-        layout = QFormLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addRow(self.key_layout)
-        layout.addRow(self.advanced)
         self.editors["geometry"].currentTextChanged.connect(self._geometry_changed)
+
+    def add_key_rows(self, form: QFormLayout) -> None:
+        """Put the key parameters into `form`, in the order of KEY_FIELDS."""
+        for name in KEY_FIELDS:
+            form.addRow(_label(name), self.editors[name])
+
+    def setEnabled(self, enabled: bool) -> None:  # noqa: N802 (like QWidget.setEnabled)
+        for editor in self.editors.values():
+            editor.setEnabled(enabled)
+        self.advanced.setEnabled(enabled)
+        if enabled:
+            self._geometry_changed(self.editors["geometry"].currentText())
 
     def _geometry_changed(self, geometry: str) -> None:
         hyperbolic = geometry == "hyperbolic"

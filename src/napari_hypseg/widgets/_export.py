@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from napari.layers import Labels
@@ -27,12 +27,11 @@ from qtpy.QtWidgets import (
     QPushButton,
     QRadioButton,
     QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..core.progress import Progress
-from ._common import LayerPicker, confirm_overwrite, start_job
+from ._common import LayerPicker, confirm_overwrite, scrollable_layout, start_job
 
 if TYPE_CHECKING:
     import napari
@@ -116,7 +115,7 @@ class ExportWidget(QWidget):
         form.addRow("format", self.format)
         form.addRow("folder", folder_row)
         form.addRow(self.overwrite)
-        layout = QVBoxLayout(self)
+        layout = scrollable_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.export_button)
         layout.addWidget(self.status)

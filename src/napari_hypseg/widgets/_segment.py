@@ -23,13 +23,21 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QStackedWidget,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 from superqt.utils import qthrottled, signals_blocked
 
-from ._common import INT_MAX, MODEL_DIR, DeviceChooser, LayerPicker, spacing_of, start_job, volume_of
+from ._common import (
+    INT_MAX,
+    MODEL_DIR,
+    DeviceChooser,
+    LayerPicker,
+    scrollable_layout,
+    spacing_of,
+    start_job,
+    volume_of,
+)
 from ._poincare_view import PoincareView
 from ._session import ModelEntry, load_model_file, session_for
 
@@ -158,7 +166,7 @@ class SegmentWidget(QWidget):
         hierarchy_form.addRow(self.per_cluster)
         hierarchy_form.addRow(self.level_info)
         hierarchy_form.addRow(self.poincare)
-        layout = QVBoxLayout(self)
+        layout = scrollable_layout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)

@@ -18,7 +18,6 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -31,6 +30,7 @@ from ._common import (
     confirm_overwrite,
     default_model_path,
     format_seconds,
+    scrollable_layout,
     start_job,
     volume_of,
 )
@@ -126,14 +126,13 @@ class TrainWidget(QWidget):
         form = QFormLayout()
         form.addRow("images", self.images.widget.native)
         form.addRow("preset", self.preset)
-        layout = QVBoxLayout(self)
+        self.form.add_key_rows(form)
+        form.addRow(self.form.advanced)
+        form.addRow("device", self.devices)
+        form.addRow("model file", path_row)
+        form.addRow(self.resume)
+        layout = scrollable_layout(self)
         layout.addLayout(form)
-        layout.addWidget(self.form)
-        device_form = QFormLayout()
-        device_form.addRow("device", self.devices)
-        device_form.addRow("model file", path_row)
-        device_form.addRow(self.resume)
-        layout.addLayout(device_form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addWidget(self.loss_plot)
