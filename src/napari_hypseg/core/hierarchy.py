@@ -1,0 +1,310 @@
+"""One tree over the fine clusters, cut into coarser levels by a lookup table (method.md §7).
+
+The volume is clustered once, finely; every coarser level is a union of fine clusters, read from a
+table indexed by fine id, so a slider never re-runs the model or k-means.
+
+Hyperbolic geometry (Chami et al. 2020, "From Trees to Continuous Embeddings and Back"): the lowest
+common ancestor (LCA) of two points of the Poincaré ball is the point of the geodesic segment between
+them nearest the origin; the farther it lies from the origin, the deeper (finer) the subtree the two
+share. The agglomeration merges, step by step, the two groups of fine clusters whose LCA lies
+farthest from the origin, with the linkage deciding how a group's LCA with another is measured:
+- "single":   the deepest LCA over member pairs (Chami et al.'s decoding of a tree from embeddings);
+- "average":  the mean LCA radius over member pairs, weighted by cluster sizes;
+- "centroid": the LCA of the groups' weighted Fréchet means (a merged group's mean moves towards the
+  origin, as a parent should).
+Merge heights are LCA radii -- Euclidean norms in the ball, the radius of a circle in the
+Poincaré-disk view -- made non-increasing along the merge order (centroid linkage can invert). So
+`lookup_at_radius(r)`, which merges the fine clusters whose LCA lies at radius >= r (r <= the lowest
+merge height: one cluster; r above the highest: every fine cluster), is always the cut `lookup_at_k`
+gives for some k: k-cuts and radius cuts are cuts of one tree and always nest.
+
+Euclidean geometry (for the Euclidean VAE) has no origin-centred hierarchy: the same agglomeration
+runs on Euclidean distances ("single", "average", "centroid" or "ward"), and the radius is a distance
+threshold: fine clusters closer than r merge, so there a larger r is coarser.
+
+Default linkages (the first of `LINKAGES[geometry]`): "centroid" for hyperbolic, "ward" for Euclidean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .kmeans import frechet_mean
+from .manifold import BOUNDARY_EPS, mobius_add
+
+GEOMETRIES = ("hyperbolic", "euclidean")
+LINKAGES = {
+    "hyperbolic": ("centroid", "average", "single"),
+    "euclidean": ("ward", "average", "centroid", "single"),
+}
+"""Linkages per geometry, the default first."""
+
+
+def lca_points(x, y, *, curvature: float = 1.0) -> np.ndarray:
+    """The lowest common ancestor of x and y (..., d): the point of the geodesic segment [x, y] of
+    the Poincaré ball of curvature c nearest the origin.
+
+    In the hyperbolic right triangle (origin O, x, foot F of the perpendicular from O to the line
+    through x and y), with θ the angle at x between the directions to y and to O:
+    tanh d(x, F) = tanh d(x, O) cos θ. If the foot lies beyond y the answer is y, if it lies behind
+    x (cos θ <= 0) it is x; distances to the origin are convex along geodesics, so that is all.
+    """
+    scale = math.sqrt(_check_curvature(curvature))
+    x = torch.as_tensor(np.array(x, dtype=np.float64)) * scale
+    y = torch.as_tensor(np.array(y, dtype=np.float64)) * scale
+    x, y = torch.broadcast_tensors(x, y)
+    toward_y = mobius_add(-x, y)                    # direction of y seen from x (tangent at x, conformal)
+    x_norm, w_norm = x.norm(dim=-1), toward_y.norm(dim=-1)
+    cos_theta = (toward_y * -x).sum(-1) / (w_norm * x_norm).clamp_min(1e-300)
+    d_xo = 2.0 * torch.atanh(x_norm.clamp_max(1.0 - BOUNDARY_EPS))
+    d_xy = 2.0 * torch.atanh(w_norm.clamp_max(1.0 - BOUNDARY_EPS))
+    foot = torch.atanh((torch.tanh(d_xo) * cos_theta).clamp(0.0, 1.0 - 1e-15))
+    along = torch.where(cos_theta > 0, torch.minimum(foot, d_xy), torch.zeros_like(foot))
+    unit = toward_y / w_norm.clamp_min(1e-300)[..., None]
+    point = mobius_add(x, torch.tanh(along / 2.0)[..., None] * unit)
+    point = torch.where((w_norm > 0)[..., None], point, x)
+    return (point / scale).numpy()
+
+
+def lca_radius(x, y, *, curvature: float = 1.0) -> np.ndarray:
+    """Euclidean norm (in the ball) of the lowest common ancestor of x and y: how deep their common
+    subtree is. Symmetric in x and y."""
+    return np.linalg.norm(lca_points(x, y, curvature=curvature), axis=-1)
+
+
+def _check_curvature(curvature) -> float:
+    if not (isinstance(curvature, int | float) and math.isfinite(curvature) and curvature > 0):
+        raise ConfigError(f"curvature must be a finite number > 0, got {curvature!r}")
+    return float(curvature)
+
+
+@dataclass
+class ClusterHierarchy:
+    """A binary tree over fine clusters 1..n_fine and its cuts.
+
+    Nodes: leaves are the fine ids 1..n; the merge number m (0-based) creates node n + 1 + m, so the
+    root is 2n - 1. `merges[m]` are the two nodes merged, `heights[m]` the merge's height (LCA radius,
+    non-increasing, for hyperbolic; distance, non-decreasing, for Euclidean), `parent_of[node]` the
+    node it merges into (0 for the root; index 0 unused).
+    """
+
+    centroids: np.ndarray
+    weights: np.ndarray
+    geometry: str
+    curvature: float
+    linkage: str
+    merges: np.ndarray
+    heights: np.ndarray
+    _lookups: list[np.ndarray] = field(repr=False, default_factory=list)
+
+    @classmethod
+    def from_centroids(cls, centroids, *, geometry: str = "hyperbolic", curvature: float = 1.0,
+                       weights=None, linkage: str | None = None) -> ClusterHierarchy:
+        """Build the tree over fine clusters with these centroids (row i = fine id i + 1).
+
+        weights: the clusters' sizes (voxel counts); they weight the average, centroid and ward
+        linkages and order the coarse ids. Uniform when None.
+        """
+        if geometry not in GEOMETRIES:
+            raise ConfigError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+        curvature = _check_curvature(curvature)
+        linkage = LINKAGES[geometry][0] if linkage is None else linkage
+        if linkage not in LINKAGES[geometry]:
+            raise ConfigError(f"linkage for {geometry} geometry must be one of {LINKAGES[geometry]}, got {linkage!r}")
+        centroids = np.array(centroids, dtype=np.float64)
+        if centroids.ndim != 2 or len(centroids) < 1 or centroids.shape[1] < 1:
+            raise ConfigError(f"centroids must be a non-empty (n_fine, d) array, got shape {centroids.shape}")
+        if not np.isfinite(centroids).all():
+            raise ConfigError("centroids contain NaN or infinite values")
+        if geometry == "hyperbolic" and np.linalg.norm(centroids, axis=1).max() * math.sqrt(curvature) >= 1.0:
+            raise ConfigError(f"centroids lie outside the Poincaré ball of curvature {curvature:g}")
+        n = len(centroids)
+        if weights is None:
+            weights = np.ones(n)
+        weights = np.array(weights, dtype=np.float64)
+        if weights.shape != (n,) or not np.isfinite(weights).all() or (weights < 0).any():
+            raise ConfigError(f"weights must be {n} finite, non-negative numbers (one per fine cluster)")
+        merges, heights = _agglomerate(centroids, weights, geometry, curvature, linkage)
+        tree = cls(centroids, weights, geometry, curvature, linkage, merges, heights)
+        tree._lookups = tree._all_cuts()
+        return tree
+
+    # --- structure ---
+
+    @property
+    def n_fine(self) -> int:
+        return len(self.centroids)
+
+    @property
+    def parent_of(self) -> np.ndarray:
+        """parent_of[node] = the node it merges into; 0 for the root and at the unused index 0."""
+        parent = np.zeros(2 * self.n_fine, dtype=np.int64)
+        for m, (a, b) in enumerate(self.merges):
+            parent[a] = parent[b] = self.n_fine + 1 + m
+        return parent
+
+    @property
+    def radius_range(self) -> tuple[float, float]:
+        """(lowest, highest) merge height. Hyperbolic: r <= lowest gives one cluster, r > highest
+        every fine cluster. Euclidean: r >= highest gives one cluster, r < lowest every fine one."""
+        if len(self.heights) == 0:
+            return (0.0, 0.0)
+        return (float(self.heights.min()), float(self.heights.max()))
+
+    @property
+    def merge_radii(self) -> np.ndarray:
+        """The distinct merge heights, ascending: where the cut changes (for a snapping slider)."""
+        return np.unique(self.heights)
+
+    # --- cuts ---
+
+    def k_at_radius(self, radius: float) -> int:
+        """Number of clusters of the cut at this radius."""
+        radius = float(radius)
+        if self.geometry == "hyperbolic":
+            applied = int(np.count_nonzero(self.heights >= radius))
+        else:
+            applied = int(np.count_nonzero(self.heights <= radius))
+        return self.n_fine - applied
+
+    def lookup_at_k(self, k: int) -> np.ndarray:
+        """int32 table: index = fine id (1..n_fine; index 0 unused, 0), value = coarse id 1..k.
+
+        Coarse ids are ordered by total weight (largest first), ties by smallest fine id.
+        """
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= self.n_fine:
+            raise ConfigError(f"k must be an integer from 1 to the number of fine clusters ({self.n_fine}), got {k!r}")
+        return self._lookups[int(k)].copy()
+
+    def lookup_at_radius(self, radius: float) -> np.ndarray:
+        """The cut at this ball radius (see the module docstring); always one of the k-cuts."""
+        if not math.isfinite(float(radius)):
+            raise ConfigError(f"radius must be a finite number, got {radius!r}")
+        return self.lookup_at_k(self.k_at_radius(radius))
+
+    def coarser_parents(self, lookup: np.ndarray) -> np.ndarray:
+        """For a k-cut: index = coarse id (0 unused), value = its id in the (k-1)-cut (0 when k = 1)."""
+        k = self._k_of(lookup)
+        parents = np.zeros(k + 1, dtype=np.int32)
+        if k > 1:
+            coarser = self._lookups[k - 1]
+            parents[lookup[1:]] = coarser[1:]
+        return parents
+
+    def coarse_centroids(self, lookup: np.ndarray) -> np.ndarray:
+        """(k, d): row j is the weighted Fréchet mean (hyperbolic) or weighted mean (Euclidean) of the
+        fine centroids of coarse cluster j + 1."""
+        k = self._k_of(lookup)
+        out = np.empty((k, self.centroids.shape[1]))
+        for coarse in range(1, k + 1):
+            members = np.flatnonzero(lookup[1:] == coarse)
+            weights = self.weights[members]
+            if weights.sum() <= 0:
+                weights = np.ones(len(members))
+            if self.geometry == "hyperbolic":
+                out[coarse - 1] = frechet_mean(self.centroids[members], weights, curvature=self.curvature)
+            else:
+                out[coarse - 1] = np.average(self.centroids[members], axis=0, weights=weights)
+        return out
+
+    def _k_of(self, lookup: np.ndarray) -> int:
+        lookup = np.asarray(lookup)
+        if lookup.shape != (self.n_fine + 1,):
+            raise ConfigError(f"a lookup of this hierarchy has {self.n_fine + 1} entries, got shape {lookup.shape}")
+        k = int(lookup[1:].max())
+        if not np.array_equal(lookup, self._lookups[k]):
+            raise ConfigError("this lookup is not a cut of this hierarchy; take it from lookup_at_k or lookup_at_radius")
+        return k
+
+    def _all_cuts(self) -> list[np.ndarray]:
+        """lookups[k] for k = 1..n (index 0 unused): apply the first n - k merges, then number groups."""
+        n = self.n_fine
+        lookups: list[np.ndarray] = [np.zeros(0, dtype=np.int32)] * (n + 1)
+        members = {leaf: [leaf] for leaf in range(1, n + 1)}
+        lookups[n] = self._numbered(members)
+        for m, (a, b) in enumerate(self.merges):
+            node = n + 1 + m
+            members[node] = members.pop(a) + members.pop(b)
+            lookups[n - 1 - m] = self._numbered(members)
+        return lookups
+
+    def _numbered(self, members: dict[int, list[int]]) -> np.ndarray:
+        order = sorted(members.values(), key=lambda fine: (-self.weights[np.array(fine) - 1].sum(), min(fine)))
+        lookup = np.zeros(self.n_fine + 1, dtype=np.int32)
+        for coarse, fine in enumerate(order, start=1):
+            lookup[fine] = coarse
+        return lookup
+
+
+def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curvature: float, linkage: str):
+    """Greedy agglomeration on a similarity (higher merges first): the LCA radius for hyperbolic;
+    minus the distance, or minus Ward's merge cost, for Euclidean. Returns merges (n-1, 2) of node
+    ids and heights."""
+    n, d = centroids.shape
+    hyperbolic = geometry == "hyperbolic"
+    # Weights relative to their mean (so Ward heights read as distances); a cluster without voxels
+    # still needs a place in the tree, so it counts as nearly nothing rather than nothing.
+    mean_weight = weights.mean() if weights.sum() > 0 else 1.0
+    relative = np.maximum(weights / mean_weight, 1e-9)
+
+    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if hyperbolic:
+            return lca_radius(a, b, curvature=curvature)
+        return -np.sqrt(((a - b) ** 2).sum(-1))
+
+    pairwise = similarity(centroids[:, None], centroids[None])
+    pairwise = (pairwise + pairwise.T) / 2.0           # exact symmetry, so ties break the same way
+    if linkage == "ward":                              # minus the increase of the within-cluster sum of squares
+        pairwise = -(pairwise ** 2) * (relative[:, None] * relative[None]) / (relative[:, None] + relative[None])
+    similarity_matrix = np.full((2 * n, 2 * n), -np.inf)
+    similarity_matrix[1:n + 1, 1:n + 1] = pairwise
+    np.fill_diagonal(similarity_matrix, -np.inf)
+    weight = np.zeros(2 * n)
+    weight[1:n + 1] = relative
+    centre = np.zeros((2 * n, d))
+    centre[1:n + 1] = centroids
+    members: dict[int, list[int]] = {leaf: [leaf] for leaf in range(1, n + 1)}
+    active = list(range(1, n + 1))
+    merges, heights = [], []
+    for m in range(n - 1):
+        sub = similarity_matrix[np.ix_(active, active)]
+        i, j = divmod(int(np.argmax(sub)), len(active))
+        a, b = sorted((active[i], active[j]))
+        node = n + 1 + m
+        merges.append((a, b))
+        heights.append(sub[i, j])
+        members[node] = members.pop(a) + members.pop(b)
+        active = [x for x in active if x not in (a, b)]
+        wa, wb = weight[a], weight[b]
+        weight[node] = wa + wb
+        if hyperbolic:
+            leaves = np.array(members[node])
+            centre[node] = frechet_mean(centroids[leaves - 1], weight[leaves], curvature=curvature)
+        else:
+            centre[node] = (wa * centre[a] + wb * centre[b]) / (wa + wb)
+        if active:
+            others = np.array(active)
+            to_a, to_b = similarity_matrix[a, others], similarity_matrix[b, others]
+            if linkage == "single":
+                row = np.maximum(to_a, to_b)
+            elif linkage == "average":
+                row = (wa * to_a + wb * to_b) / (wa + wb)
+            elif linkage == "centroid":
+                row = similarity(centre[node][None], centre[others])
+            else:  # ward: the Lance-Williams update of the merge costs
+                wk = weight[others]
+                row = ((wa + wk) * to_a + (wb + wk) * to_b - wk * similarity_matrix[a, b]) / (wa + wb + wk)
+            similarity_matrix[node, others] = similarity_matrix[others, node] = row
+        active.append(node)
+    heights = np.array(heights, dtype=np.float64)
+    if not hyperbolic:
+        # Distances; Ward's as scipy's: sqrt(2 x cost), the distance for two clusters of average size.
+        heights = np.sqrt(2.0 * np.maximum(-heights, 0.0)) if linkage == "ward" else -heights
+    if len(heights):
+        heights = np.minimum.accumulate(heights) if hyperbolic else np.maximum.accumulate(heights)
+    return np.array(merges, dtype=np.int64).reshape(-1, 2), heights

@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+import torch
+from scipy.cluster.hierarchy import linkage as scipy_linkage
+from scipy.sparse.csgraph import connected_components
+
+from napari_hypseg.core.errors import ConfigError
+from napari_hypseg.core.hierarchy import LINKAGES, ClusterHierarchy, lca_points, lca_radius
+from napari_hypseg.core.kmeans import frechet_mean
+from napari_hypseg.core.manifold import expmap0, mobius_add
+
+
+def _ball_points(n, d=3, seed=0, scale=1.2, curvature=1.0):
+    rng = np.random.default_rng(seed)
+    return expmap0(torch.as_tensor(rng.normal(scale=scale, size=(n, d))), curvature).numpy()
+
+
+def _is_coarsening(fine_lookup, coarse_lookup) -> bool:
+    """Every group of the finer cut lies inside one group of the coarser cut."""
+    return all(len(np.unique(coarse_lookup[1:][fine_lookup[1:] == g])) == 1 for g in np.unique(fine_lookup[1:]))
+
+
+CASES = [(geometry, linkage) for geometry, linkages in LINKAGES.items() for linkage in linkages]
+
+
+@pytest.mark.parametrize("geometry,linkage", CASES)
+def test_cuts_nest_for_every_k_and_radius(geometry, linkage):
+    centroids = _ball_points(14, seed=1)
+    weights = np.random.default_rng(2).integers(0, 500, size=14)   # one cluster may be empty
+    tree = ClusterHierarchy.from_centroids(centroids, geometry=geometry, weights=weights, linkage=linkage)
+    n = tree.n_fine
+    lookups = {k: tree.lookup_at_k(k) for k in range(1, n + 1)}
+    for k, lookup in lookups.items():
+        assert lookup[0] == 0 and lookup.dtype == np.int32
+        assert sorted(np.unique(lookup[1:])) == list(range(1, k + 1))
+        if k > 1:
+            assert _is_coarsening(lookup, lookups[k - 1])
+    assert np.all(lookups[1][1:] == 1)
+    assert len(np.unique(lookups[n][1:])) == n
+    low, high = tree.radius_range
+    radii = np.concatenate([np.linspace(low - 0.1, high + 0.1, 60), tree.merge_radii])
+    cuts = [tree.lookup_at_radius(r) for r in radii]
+    for lookup in cuts:           # every radius cut is one of the k-cuts ...
+        assert any(np.array_equal(lookup, other) for other in lookups.values())
+    order = np.argsort([len(np.unique(c[1:])) for c in cuts])
+    for a, b in zip(order[:-1], order[1:]):   # ... so any two of them nest
+        assert _is_coarsening(cuts[b], cuts[a])
+    # The radius extremes give one cluster and every fine cluster.
+    coarse_end, fine_end = (low, high + 1e-9) if geometry == "hyperbolic" else (high, low - 1e-9)
+    assert len(np.unique(tree.lookup_at_radius(coarse_end)[1:])) == 1
+    assert len(np.unique(tree.lookup_at_radius(fine_end)[1:])) == n
+
+
+def test_hyperbolic_radius_slider_from_centre_to_boundary():
+    tree = ClusterHierarchy.from_centroids(_ball_points(10, seed=3))
+    assert len(np.unique(tree.lookup_at_radius(0.0)[1:])) == 1
+    assert len(np.unique(tree.lookup_at_radius(1.0)[1:])) == 10
+    ks = [tree.k_at_radius(r) for r in np.linspace(0, 1, 50)]
+    assert ks == sorted(ks)     # a larger radius is finer
+    assert np.all(np.diff(tree.merge_radii) > 0)
+    parents = tree.parent_of
+    assert parents[0] == 0 and parents[2 * 10 - 1] == 0 and np.all(parents[1:2 * 10 - 1] > 10)
+
+
+def test_identity_and_ids_ordered_by_weight():
+    centroids = _ball_points(6, seed=4)
+    tree = ClusterHierarchy.from_centroids(centroids)
+    assert np.array_equal(tree.lookup_at_k(6), np.arange(7))      # equal weights: ties by fine id
+    weights = np.array([1, 50, 3, 40, 2, 9])
+    weighted = ClusterHierarchy.from_centroids(centroids, weights=weights)
+    assert np.array_equal(weighted.lookup_at_k(6)[1:], np.argsort(np.argsort(-weights)) + 1)
+
+
+@pytest.mark.parametrize("curvature", [1.0, 0.3])
+def test_lca_is_the_geodesic_point_nearest_the_origin(curvature):
+    x = _ball_points(40, seed=5, scale=1.5, curvature=curvature)
+    y = _ball_points(40, seed=6, scale=1.5, curvature=curvature)
+    lca = lca_points(x, y, curvature=curvature)
+    # Brute force: walk the geodesic x -> y, gamma(t) = x (+) tanh(t artanh(sqrt(c)|w|)) w / (sqrt(c)|w|).
+    sqrt_c = np.sqrt(curvature)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    w = mobius_add(-xt, yt, curvature)
+    w_norm = w.norm(dim=-1, keepdim=True)
+    t = torch.linspace(0, 1, 20001, dtype=torch.float64)[:, None, None]
+    steps = torch.tanh(t * torch.atanh(sqrt_c * w_norm)) * w / (sqrt_c * w_norm)
+    path = mobius_add(xt.expand_as(steps), steps, curvature)             # (T, 40, d)
+    norms = path.norm(dim=-1)
+    nearest = path[norms.argmin(0), torch.arange(40)].numpy()
+    assert np.allclose(np.linalg.norm(lca, axis=1), norms.min(0).values.numpy(), atol=1e-7)
+    assert np.allclose(lca, nearest, atol=1e-3)
+    assert np.allclose(lca_radius(x, y, curvature=curvature), lca_radius(y, x, curvature=curvature), atol=1e-12)
+
+
+def test_lca_special_cases():
+    inner, outer = np.array([0.2, 0.1, 0.0]), np.array([0.6, 0.3, 0.0])   # same ray: the inner point
+    assert np.allclose(lca_points(inner, outer), inner) and np.allclose(lca_points(outer, inner), inner)
+    assert lca_radius(np.array([0.5, 0.0]), np.array([-0.7, 0.0])) == pytest.approx(0.0, abs=1e-12)
+    assert np.allclose(lca_points(outer, outer), outer)
+    assert lca_radius(np.zeros(3), outer) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_single_linkage_radius_cut_is_connected_components_of_deep_lcas():
+    centroids = _ball_points(12, seed=7)
+    tree = ClusterHierarchy.from_centroids(centroids, linkage="single")
+    depth = lca_radius(centroids[:, None], centroids[None])
+    for r in tree.merge_radii + 1e-9:
+        n_groups, groups = connected_components(depth >= r, directed=False)
+        lookup = tree.lookup_at_radius(r)
+        assert len(np.unique(lookup[1:])) == n_groups
+        assert all(len(np.unique(groups[lookup[1:] == g])) == 1 for g in range(1, n_groups + 1))
+
+
+@pytest.mark.parametrize("method", ["single", "average", "ward"])
+def test_euclidean_heights_match_scipy(method):
+    points = np.random.default_rng(8).normal(size=(15, 3))
+    tree = ClusterHierarchy.from_centroids(points, geometry="euclidean", linkage=method)
+    assert np.allclose(np.sort(tree.heights), np.sort(scipy_linkage(points, method=method)[:, 2]))
+
+
+def test_coarse_centroids_and_parents():
+    centroids = _ball_points(8, seed=9)
+    weights = np.arange(1, 9, dtype=float)
+    tree = ClusterHierarchy.from_centroids(centroids, weights=weights)
+    all_fine = tree.lookup_at_k(8)
+    assert np.allclose(tree.coarse_centroids(all_fine)[all_fine[1:] - 1], centroids, atol=1e-12)
+    one = tree.coarse_centroids(tree.lookup_at_k(1))
+    assert np.allclose(one[0], frechet_mean(centroids, weights), atol=1e-12)
+    lookup = tree.lookup_at_k(4)
+    parents = tree.coarser_parents(lookup)
+    coarser = tree.lookup_at_k(3)
+    for fine in range(1, 9):
+        assert parents[lookup[fine]] == coarser[fine]
+    assert np.array_equal(tree.coarser_parents(tree.lookup_at_k(1)), [0, 0])
+    euclidean = ClusterHierarchy.from_centroids(centroids, geometry="euclidean", weights=weights)
+    assert np.allclose(euclidean.coarse_centroids(euclidean.lookup_at_k(1))[0],
+                       np.average(centroids, axis=0, weights=weights))
+
+
+def test_one_fine_cluster():
+    tree = ClusterHierarchy.from_centroids(np.array([[0.1, 0.2]]))
+    assert tree.n_fine == 1 and np.array_equal(tree.lookup_at_k(1), [0, 1])
+    assert np.array_equal(tree.lookup_at_radius(0.5), [0, 1])
+
+
+def test_bad_arguments_are_config_errors():
+    centroids = _ball_points(5)
+    with pytest.raises(ConfigError, match="geometry"):
+        ClusterHierarchy.from_centroids(centroids, geometry="spherical")
+    with pytest.raises(ConfigError, match="linkage"):
+        ClusterHierarchy.from_centroids(centroids, linkage="ward")
+    with pytest.raises(ConfigError, match="outside the Poincaré ball"):
+        ClusterHierarchy.from_centroids(centroids * 3)
+    with pytest.raises(ConfigError, match="weights"):
+        ClusterHierarchy.from_centroids(centroids, weights=[1, 2])
+    tree = ClusterHierarchy.from_centroids(centroids)
+    for k in (0, 6, 2.5):
+        with pytest.raises(ConfigError, match="k must be"):
+            tree.lookup_at_k(k)
+    with pytest.raises(ConfigError, match="radius"):
+        tree.lookup_at_radius(float("nan"))
+    with pytest.raises(ConfigError, match="not a cut"):
+        tree.coarse_centroids(np.array([0, 1, 2, 1, 2, 1]))
