@@ -1,0 +1,104 @@
+"""`hypseg train`: fit a model on one or more volumes and write it to a model file.
+
+Ctrl-C stops after the current step and still writes the model; `--resume MODEL` continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..core.config import DEFAULT_PRESET, PRESETS
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model on volumes (Ctrl-C stops and saves)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("volumes", nargs="+", type=Path, metavar="VOLUME",
+                        help="training volumes (.mrc .tif .nii.gz ...); several volumes train one model")
+    parser.add_argument("--out", type=Path, required=True, metavar="MODEL",
+                        help="model file to write (.pt); a <MODEL>.json summary is written beside it")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help=f"parameter preset (default: {DEFAULT_PRESET}, or the --resume model's settings)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps in all (default: the preset's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="triplets per step (default: the preset's)")
+    parser.add_argument("--lr", type=float, default=None, dest="learning_rate",
+                        help="learning rate (default: the preset's)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the whole run (default: the preset's)")
+    parser.add_argument("--resume", type=Path, default=None, metavar="MODEL",
+                        help="continue training this model file (it may be --out itself)")
+    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                        help="save the model every N steps (default: the preset's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.checkpoint import read_checkpoint
+    from ..core.config import get_preset
+    from ..core.errors import ConfigError
+    from ..core.progress import run_to_completion
+    from ..core.training import train
+    from ..core.volume_io import read_volume
+    from ._progress import ProgressLine
+
+    out: Path = args.out
+    continuing_out = args.resume is not None and out.exists() and out.resolve() == args.resume.resolve()
+    if out.exists() and not args.overwrite and not continuing_out:
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or --resume {out} to "
+                          "continue training it.")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a model file name such as {out / 'model.pt'}.")
+    if args.preset is None and args.resume is not None:
+        base = read_checkpoint(args.resume)["config"]
+    else:
+        base = get_preset(args.preset or DEFAULT_PRESET)
+    config = base.with_overrides(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                                 seed=args.seed, checkpoint_every=args.checkpoint_every)
+    volumes = [read_volume(path).data for path in args.volumes]
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    stop = threading.Event()
+    line = ProgressLine()
+    with _ctrl_c_requests_stop(stop, line):
+        trained = run_to_completion(
+            train(volumes, config, checkpoint_path=out, resume=args.resume, device=args.device, stop=stop), line)
+    line.close()
+    if trained.step < config.steps:
+        print(f"stopped at step {trained.step} of {config.steps}; the model is saved in {out}. Continue with: "
+              f"hypseg train VOLUME... --out {out} --resume {out}", file=sys.stderr)
+        return 130
+    print(f"model written to {out} ({trained.step} steps)")
+    return 0
+
+
+@contextmanager
+def _ctrl_c_requests_stop(stop: threading.Event, line):
+    """The first Ctrl-C asks training to stop after the current step (it then saves); a second one
+    aborts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        line.close()
+        print("stopping after this step and saving the model (Ctrl-C again to abort without saving)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
