@@ -1,0 +1,227 @@
+"""Dense per-voxel latents of a whole volume, tile by tile (method.md §7).
+
+Each voxel's latent is the posterior mean of the cube of side `context` (voxels of the volume)
+centred on it, resized to the encoder's patch size P as in training (sampling.py samples a cube of
+side r at the centres of P³ equal cells, i.e. on a grid of spacing r / P through its centre).
+Instead of one encoder pass per voxel, each tile is resampled once onto the grid of spacing
+h = context / P (trilinear; skipped when context == P), `model.dense_mean` runs over it — the encoder
+is fully convolutional and unpadded, so every output is the mean of one P³ window, centred on a grid
+point — and the latents are interpolated (trilinearly) back to the voxel centres.
+
+Exactness across tiles. The resampling grid is global (points m·h, m integer, with positions and
+weights computed in integers), each tile carries a halo wide enough for every window and every
+interpolation it needs, and every tile has the same shape (the last tile along an axis is shifted
+back to end at the border). A voxel's latent is therefore the same, up to float rounding in the
+convolutions, whatever the tile size. Normalisation (`stats.apply`) is per tile.
+
+Borders: the volume is extended by reflection (numpy's "reflect": d c b | a b c d | c b a), so a
+voxel at the border sees a mirrored neighbourhood rather than a constant; training replicates the
+edge instead, but only where a cube pokes half a cell outside the volume.
+
+Memory: the encoder's activations dominate (hundreds of bytes per resampled voxel). Tiles are
+grouped into passes of at most `batch_size` whose estimated activations fit a budget (CPU_MEMORY_BUDGET
+on CPU and MPS, half the free memory on CUDA); a tile too big for the budget alone is shrunk, which
+changes nothing in the result (see above).
+
+Stop: `stop.is_set()` is checked before each batch of tiles; a stopped run returns None (a partial
+field would look valid but is not), and the `out` file it was writing is removed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Generator
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .device import resolve_device
+from .errors import ConfigError, VolumeError
+from .normalization import IntensityStats
+from .progress import Progress
+from .volume_io import as_volume_array
+
+CPU_MEMORY_BUDGET = 1.5 * 2**30
+"""Bytes of encoder activations one pass may hold on the CPU (and Apple MPS, whose memory is shared)."""
+_MIN_TILE = 8
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _reflect(index: np.ndarray, size: int) -> np.ndarray:
+    """numpy's 'reflect' padding as an index map, for any distance outside [0, size)."""
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    index = np.mod(index, period)
+    return np.where(index >= size, period - index, index)
+
+
+class _AxisPlan:
+    """Along one axis: tile starts, and for a tile at `start` which source voxels it reads and how
+    they are resampled and mapped back. All positions are integers over the common denominator P."""
+
+    def __init__(self, size: int, tile: int, context: int, patch: int):
+        self.size, self.context, self.patch = size, context, patch
+        self.tile = min(tile, size)
+        self.starts = list(range(0, size - self.tile, self.tile)) + [size - self.tile]
+        self.resample = context != patch
+        self.halo = (patch - 1) // 2
+        # Grid points of the output (latent) grid a tile needs: the same count for every start.
+        self.n_out = (self.tile - 1) * patch // context + 3 if self.resample else self.tile
+
+    def first_grid_point(self, start: int) -> int:
+        return start * self.patch // self.context if self.resample else start
+
+    def source(self, start: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(source voxel indices to read, unreflected), and the resampling (left index into them,
+        weight of the right neighbour) of each input grid point; the last two None without resampling."""
+        m = np.arange(self.n_out + self.patch - 1) + self.first_grid_point(start) - self.halo
+        if not self.resample:
+            return m, None, None
+        numerator = m * self.context                   # position m*h = numerator / P voxels
+        left = numerator // self.patch
+        weight = (numerator - left * self.patch) / self.patch
+        first = int(left[0])
+        voxels = np.arange(first, int(left[-1]) + 2)
+        return voxels, left - first, weight
+
+    def back(self, start: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """For each voxel of the tile: index of its left output grid point (relative to the tile's
+        first) and the weight of the right one; None without resampling."""
+        if not self.resample:
+            return None
+        numerator = np.arange(start, start + self.tile) * self.patch     # voxel v at grid position v*P/C
+        left = numerator // self.context
+        weight = (numerator - left * self.context) / self.context
+        return left - self.first_grid_point(start), weight
+
+
+def _lerp(tensor: torch.Tensor, axis: int, left: np.ndarray, weight: np.ndarray) -> torch.Tensor:
+    """Linear interpolation along `axis`: tensor[left] * (1 - w) + tensor[left + 1] * w."""
+    device, dtype = tensor.device, tensor.dtype
+    index = torch.as_tensor(left, device=device)
+    w = torch.as_tensor(weight, dtype=dtype, device=device)
+    shape = [1] * tensor.dim()
+    shape[axis] = len(weight)
+    w = w.reshape(shape)
+    return tensor.index_select(axis, index) * (1 - w) + tensor.index_select(axis, index + 1) * w
+
+
+def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, context: int | None = None,
+                 tile: int = 64, batch_size: int = 4, device: str | torch.device = "auto",
+                 out: str | os.PathLike | None = None, stop: threading.Event | None = None
+                 ) -> Generator[Progress, None, np.ndarray | None]:
+    """Per-voxel latent field (Z, Y, X, d) float32 of `image` (Z, Y, X; a read-only memmap is fine).
+
+    context: side in voxels of the neighbourhood each latent describes (default: the model's
+    `config.context`). tile: side of the cubes of voxels computed per encoder pass; batch_size: tiles
+    per pass. The model is moved to `device` and run in eval mode. With `out` (a .npy path) the field
+    is written to a memory-mapped .npy file and returned as that memmap, so it never sits in RAM.
+    Yields Progress(stage="infer", step=tiles done, total=tiles); returns None if stopped.
+    """
+    volume = as_volume_array(image, "image")
+    patch = int(model.patch_size)
+    context = _check_positive_int("context", model.config.context if context is None else context)
+    tile = _check_positive_int("tile", tile)
+    batch_size = _check_positive_int("batch_size", batch_size)
+    if min(volume.shape) < context:
+        raise VolumeError(
+            f"the image (shape {tuple(volume.shape)}) is smaller than the model's context of {context} "
+            f"voxels along an axis; each voxel's latent describes a {context}³ neighbourhood, so every "
+            f"side must be at least {context} voxels (or choose a smaller context).")
+    device = resolve_device(device)
+    budget = _memory_budget(device)
+    bytes_per_voxel = _activation_bytes_per_voxel(model.config)
+    while True:
+        plans = [_AxisPlan(size, tile, context, patch) for size in volume.shape]
+        tile_bytes = bytes_per_voxel * math.prod(plan.n_out + patch - 1 for plan in plans)
+        if tile_bytes <= budget or tile <= _MIN_TILE:
+            break
+        tile = max(_MIN_TILE, int(tile * 0.8))
+    batch_size = int(max(1, min(batch_size, budget // tile_bytes)))
+    starts = [(z, y, x) for z in plans[0].starts for y in plans[1].starts for x in plans[2].starts]
+    latent_dim = int(model.config.latent_dim)
+    shape = (*volume.shape, latent_dim)
+    if out is not None:
+        out = Path(out)
+        if out.suffix != ".npy":
+            raise ConfigError(f"latents are written as a .npy file; give a path ending in .npy, got {out}")
+        field = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
+    else:
+        field = np.empty(shape, dtype=np.float32)
+
+    was_training = model.training
+    model.to(device).eval()
+    began = time.monotonic()
+    try:
+        yield Progress("infer", 0, len(starts), message=f"{len(starts)} tiles of up to {tile}³ voxels, "
+                                                           f"{batch_size} per pass, on {device}")
+        for first in range(0, len(starts), batch_size):
+            if stop is not None and stop.is_set():
+                if out is not None:
+                    del field
+                    out.unlink(missing_ok=True)
+                return None
+            batch = starts[first:first + batch_size]
+            inputs = torch.stack([_resampled_tile(volume, stats, plans, start, device) for start in batch])
+            with torch.inference_mode():
+                means = model.dense_mean(inputs[:, None]).float()
+                for latents, start in zip(means, batch):
+                    for axis, (plan, s) in enumerate(zip(plans, start)):
+                        mapping = plan.back(s)
+                        if mapping is not None:
+                            latents = _lerp(latents, axis + 1, *mapping)
+                    z, y, x = start
+                    field[z:z + plans[0].tile, y:y + plans[1].tile, x:x + plans[2].tile] = \
+                        latents.permute(1, 2, 3, 0).cpu().numpy()
+            done = first + len(batch)
+            elapsed = time.monotonic() - began
+            yield Progress("infer", done, len(starts), metrics={
+                "voxels_per_s": done * math.prod(p.tile for p in plans) / max(elapsed, 1e-9),
+                "eta_s": elapsed / done * (len(starts) - done)})
+    finally:
+        model.train(was_training)
+    if out is not None:
+        field.flush()
+    return field
+
+
+def _activation_bytes_per_voxel(config) -> float:
+    """Peak bytes per encoder input voxel: float32 input and output of the widest layer (a Conv3d's
+    input and output, or a ReLU's copy), plus a third for convolution workspace and interpolation."""
+    channels = (1, *config.encoder_channels, config.hidden, config.hidden, config.latent_dim)
+    widest = max(max(a + b for a, b in zip(channels[:-1], channels[1:])), 2 * max(channels))
+    return 4.0 * widest * 4 / 3
+
+
+def _memory_budget(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free / 2
+    return CPU_MEMORY_BUDGET
+
+
+def _resampled_tile(volume: np.ndarray, stats: IntensityStats, plans: list[_AxisPlan],
+                    start: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+    """The encoder input of one tile: its source voxels (reflected at the borders) normalised, then
+    resampled onto the global grid of spacing context / P."""
+    sources = [plan.source(s) for plan, s in zip(plans, start)]
+    reflected = [_reflect(voxels, plan.size) for (voxels, _, _), plan in zip(sources, plans)]
+    # Read the bounding box of the needed voxels in one slice (memmap-friendly), then pick.
+    box = tuple(slice(int(r.min()), int(r.max()) + 1) for r in reflected)
+    block = np.asarray(volume[box])[np.ix_(*(r - int(r.min()) for r in reflected))]
+    tensor = torch.from_numpy(stats.apply(block)).to(device)
+    for axis, (_, left, weight) in enumerate(sources):
+        if left is not None:
+            tensor = _lerp(tensor, axis, left, weight)
+    return tensor

@@ -1,0 +1,186 @@
+"""Volume + trained model -> fine clusters -> a hierarchy of coarser segmentations (method.md §7).
+
+`segment` computes every voxel's latent point (inference.latent_field), clusters a sample of them
+finely with k-means in the model's geometry (Poincaré ball or Euclidean), labels every voxel by its
+nearest centroid, and builds the ClusterHierarchy over the fine clusters. A `Segmentation` then
+answers any level -- k clusters or a ball radius -- with one table lookup per voxel.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, VolumeError
+from .hierarchy import ClusterHierarchy
+from .progress import Progress
+from .volume_io import as_volume_array
+
+MAX_FINE_CLUSTERS = 1024
+SAMPLE_POINTS = 5000
+"""Latent points kept for the Poincaré-disk view."""
+_LOOKUP_CHUNK = 1 << 18     # voxels per np.take call: stays in cache, twice as fast as one call
+
+
+@dataclass(eq=False)
+class Segmentation:
+    """Fine clusters of one volume and the tree over them.
+
+    fine_labels: (Z, Y, X) uint16, fine ids 1..n_fine, numbered by size (1 = largest in the fit sample).
+    centroids: (n_fine, d), row i = centroid of fine id i + 1 (points of the ball if hyperbolic).
+    fine_counts: (n_fine + 1,) voxels per fine id (index 0 unused).
+    sample_points / sample_labels: a random sample of voxels' latent points and their fine ids.
+    """
+
+    fine_labels: np.ndarray
+    hierarchy: ClusterHierarchy
+    centroids: np.ndarray
+    fine_counts: np.ndarray
+    sample_points: np.ndarray
+    sample_labels: np.ndarray
+    geometry: str = "hyperbolic"
+    curvature: float = 1.0
+    context: int | None = None
+    _intensity_sums: tuple = field(default=(None, None), repr=False)
+
+    @property
+    def n_fine(self) -> int:
+        return self.hierarchy.n_fine
+
+    @property
+    def label_dtype(self) -> np.dtype:
+        """uint8 when every cut fits in it, else uint16: the same for every level of this volume."""
+        return np.dtype(np.uint8 if self.n_fine <= np.iinfo(np.uint8).max else np.uint16)
+
+    def labels_at_k(self, k: int) -> np.ndarray:
+        """(Z, Y, X) coarse labels 1..k."""
+        return self.labels_from_lookup(self.hierarchy.lookup_at_k(k))
+
+    def labels_at_radius(self, radius: float) -> np.ndarray:
+        """(Z, Y, X) coarse labels of the cut at this ball radius (see ClusterHierarchy)."""
+        return self.labels_from_lookup(self.hierarchy.lookup_at_radius(radius))
+
+    def labels_from_lookup(self, lookup: np.ndarray) -> np.ndarray:
+        """lookup[fine_labels], in cache-sized chunks (about 20 ms for 256³ voxels)."""
+        table = np.asarray(lookup).astype(self.label_dtype)
+        out = np.empty(self.fine_labels.shape, dtype=self.label_dtype)
+        source, target = self.fine_labels.reshape(-1), out.reshape(-1)
+        for start in range(0, source.size, _LOOKUP_CHUNK):
+            np.take(table, source[start:start + _LOOKUP_CHUNK], out=target[start:start + _LOOKUP_CHUNK])
+        return out
+
+    def features(self, lookup: np.ndarray, image, spacing=(1.0, 1.0, 1.0)) -> dict[str, np.ndarray]:
+        """One row per coarse label of a cut: label, parent (its id in the cut with one cluster less,
+        0 at k = 1), voxel_count, physical_volume (count x voxel volume, in the spacing's unit³),
+        mean_intensity (of `image`, NaN for an empty cluster), centroid_radius (norm of the coarse
+        centroid: its radius in the Poincaré ball, where coarse structures sit near 0)."""
+        lookup = np.asarray(lookup)
+        parents = self.hierarchy.coarser_parents(lookup)     # also checks the lookup is a cut of this tree
+        k = len(parents) - 1
+        spacing = tuple(float(s) for s in spacing)
+        if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
+            raise ConfigError(f"spacing must be three positive numbers (z, y, x), got {spacing}")
+        counts = np.bincount(lookup[1:], weights=self.fine_counts[1:], minlength=k + 1)[1:]
+        sums = np.bincount(lookup[1:], weights=self._fine_intensity_sums(image)[1:], minlength=k + 1)[1:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_intensity = np.where(counts > 0, sums / counts, np.nan)
+        return {
+            "label": np.arange(1, k + 1, dtype=np.int32),
+            "parent": parents[1:].astype(np.int32),
+            "voxel_count": counts.astype(np.int64),
+            "physical_volume": counts * math.prod(spacing),
+            "mean_intensity": mean_intensity,
+            "centroid_radius": np.linalg.norm(self.hierarchy.coarse_centroids(lookup), axis=1),
+        }
+
+    def _fine_intensity_sums(self, image) -> np.ndarray:
+        """Sum of intensities per fine id; cached for the last image (a slider asks again and again)."""
+        cached_image, sums = self._intensity_sums
+        if cached_image is not None and cached_image() is image:
+            return sums
+        volume = np.asarray(image)
+        if volume.shape != self.fine_labels.shape:
+            raise VolumeError(f"the image has shape {volume.shape} but the segmentation {self.fine_labels.shape}; "
+                              "give the image that was segmented")
+        sums = np.zeros(self.n_fine + 1)
+        rows = max(1, _LOOKUP_CHUNK // max(1, math.prod(volume.shape[1:])))
+        for start in range(0, volume.shape[0], rows):
+            sums += np.bincount(self.fine_labels[start:start + rows].ravel(),
+                                weights=np.asarray(volume[start:start + rows], dtype=np.float64).ravel(),
+                                minlength=self.n_fine + 1)
+        try:
+            self._intensity_sums = (weakref.ref(image), sums)
+        except TypeError:   # not weak-referenceable (e.g. a list): just do not cache
+            pass
+        return sums
+
+
+def segment(trained, image, *, n_fine: int = 16, context: int | None = None, device: str = "auto",
+            tile: int = 64, stop: threading.Event | None = None, seed: int = 0,
+            max_fit_samples: int = 200_000, latents_out: str | Path | None = None
+            ) -> Generator[Progress, None, Segmentation | None]:
+    """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
+
+    Yields Progress for inference ("infer", per tile) then clustering ("cluster": the fit, then one
+    step per chunk of voxels labelled). Returns the Segmentation, or None if `stop` was set.
+    `latents_out` (.npy) keeps the latent field on disk (memory-mapped) instead of in RAM.
+    """
+    from .device import resolve_device
+    from .inference import latent_field
+    from .kmeans import EuclideanKMeans, PoincareKMeans
+
+    if isinstance(n_fine, bool) or not isinstance(n_fine, Integral) or not 1 <= n_fine <= MAX_FINE_CLUSTERS:
+        raise ConfigError(f"n_fine must be an integer from 1 to {MAX_FINE_CLUSTERS}, got {n_fine!r}")
+    volume = as_volume_array(image, "image")
+    if volume.size < n_fine:
+        raise VolumeError(f"the image has {volume.size} voxels, fewer than the {n_fine} fine clusters asked for")
+    config = trained.config
+    resolved = resolve_device(device)
+    latents = yield from latent_field(trained.model, volume, trained.stats, context=context, tile=tile,
+                                      device=resolved, out=latents_out, stop=stop)
+    if latents is None:
+        return None
+    points = latents.reshape(-1, latents.shape[-1])
+    hyperbolic = config.geometry == "hyperbolic"
+    if hyperbolic:
+        kmeans = PoincareKMeans(n_fine, curvature=config.curvature, max_fit_samples=max_fit_samples,
+                                random_state=seed, device=resolved)
+    else:
+        kmeans = EuclideanKMeans(n_fine, max_fit_samples=max_fit_samples, random_state=seed)
+    n_chunks = -(-len(points) // kmeans.chunk_size)
+    yield Progress("cluster", 0, n_chunks + 1, message=f"fitting {n_fine} clusters")
+    kmeans.fit(points)
+    yield Progress("cluster", 1, n_chunks + 1, message="labelling voxels")
+    # Fine ids by size in the fit sample, largest first: deterministic and meaningful.
+    sample_counts = np.bincount(kmeans.labels_, minlength=n_fine)
+    order = np.argsort(-sample_counts, kind="stable")
+    fine_id = np.empty(n_fine, dtype=np.uint16)
+    fine_id[order] = np.arange(1, n_fine + 1)
+    fine_labels = np.empty(len(points), dtype=np.uint16)
+    fine_counts = np.zeros(n_fine + 1, dtype=np.int64)
+    for chunk in range(n_chunks):
+        if stop is not None and stop.is_set():
+            return None
+        rows = slice(chunk * kmeans.chunk_size, (chunk + 1) * kmeans.chunk_size)
+        fine_labels[rows] = fine_id[kmeans.predict(points[rows])]
+        fine_counts += np.bincount(fine_labels[rows], minlength=n_fine + 1)
+        yield Progress("cluster", chunk + 2, n_chunks + 1, message="labelling voxels")
+    centroids = kmeans.cluster_centers_[order]
+    hierarchy = ClusterHierarchy.from_centroids(centroids, geometry=config.geometry, curvature=config.curvature,
+                                                weights=fine_counts[1:])
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(kmeans.sample_indices_), min(SAMPLE_POINTS, len(kmeans.sample_indices_)),
+                                replace=False))
+    sample_points = np.asarray(points[kmeans.sample_indices_[chosen]], dtype=np.float32)
+    return Segmentation(
+        fine_labels=fine_labels.reshape(volume.shape), hierarchy=hierarchy, centroids=centroids,
+        fine_counts=fine_counts, sample_points=sample_points,
+        sample_labels=fine_id[kmeans.labels_[chosen]].astype(np.int64), geometry=config.geometry,
+        curvature=float(config.curvature), context=config.context if context is None else int(context))

@@ -1,0 +1,122 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_hypseg.core.checkpoint import TrainedModel
+from napari_hypseg.core.config import get_preset
+from napari_hypseg.core.errors import ConfigError, VolumeError
+from napari_hypseg.core.manifold import dist
+from napari_hypseg.core.model import HypsegVAE
+from napari_hypseg.core.normalization import IntensityStats
+from napari_hypseg.core.progress import run_to_completion
+from napari_hypseg.core.segmentation import Segmentation, segment
+from napari_hypseg.core.synthetic import make_toy_volume
+
+
+def _trained(image, **overrides) -> TrainedModel:
+    config = get_preset("fast", encoder_channels=(4, 8), hidden=8, **overrides)
+    return TrainedModel(model=HypsegVAE(config), config=config, stats=IntensityStats.fit(image), step=0,
+                        device=torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def image():
+    return make_toy_volume(0).image[10:30, 12:30, 14:30].copy()     # 20 x 18 x 16, part of the cell
+
+
+@pytest.fixture(scope="module")
+def result(image):
+    events = []
+    segmentation = run_to_completion(segment(_trained(image), image, n_fine=6, device="cpu", seed=1), events.append)
+    return segmentation, events
+
+
+def test_segment_end_to_end(image, result):
+    segmentation, events = result
+    assert isinstance(segmentation, Segmentation)
+    labels = segmentation.fine_labels
+    assert labels.shape == image.shape and labels.dtype == np.uint16
+    assert labels.min() >= 1 and labels.max() <= 6
+    assert np.array_equal(segmentation.fine_counts, np.bincount(labels.ravel(), minlength=7))
+    assert segmentation.fine_counts[0] == 0
+    # Fine ids are numbered by size (in the fit sample, here every voxel).
+    assert np.all(np.diff(segmentation.fine_counts[1:]) <= 0)
+    assert segmentation.hierarchy.n_fine == 6 and segmentation.centroids.shape == (6, 3)
+    stages = [event.stage for event in events]
+    assert stages[0] == "infer" and stages[-1] == "cluster" and stages == sorted(stages, key=["infer", "cluster"].index)
+    assert events[-1].step == events[-1].total
+
+
+def test_every_voxel_has_its_nearest_fine_centroid(result):
+    segmentation, _ = result
+    points = torch.as_tensor(segmentation.sample_points, dtype=torch.float64)
+    assert len(points) == 5000       # SAMPLE_POINTS of the 5760 voxels
+    assert np.all(points.norm(dim=1).numpy() < 1.0)
+    centroids = torch.as_tensor(segmentation.centroids)
+    nearest = dist(points[:, None], centroids[None]).argmin(1).numpy() + 1
+    assert np.mean(nearest == segmentation.sample_labels) > 0.999    # float32 latents: ties may flip
+
+
+def test_levels_are_lookups_of_the_fine_labels(result):
+    segmentation, _ = result
+    hierarchy = segmentation.hierarchy
+    for k in range(1, 7):
+        labels = segmentation.labels_at_k(k)
+        assert labels.dtype == np.uint8
+        assert np.array_equal(labels, hierarchy.lookup_at_k(k)[segmentation.fine_labels])
+        assert set(np.unique(labels)) <= set(range(1, k + 1))
+    for radius in np.linspace(0, 1, 7):
+        assert np.array_equal(segmentation.labels_at_radius(radius),
+                              hierarchy.lookup_at_radius(radius)[segmentation.fine_labels])
+
+
+def test_features_table(image, result):
+    segmentation, _ = result
+    lookup = segmentation.hierarchy.lookup_at_k(3)
+    table = segmentation.features(lookup, image, spacing=(2.0, 0.5, 1.5))
+    assert set(table) == {"label", "parent", "voxel_count", "physical_volume", "mean_intensity", "centroid_radius"}
+    assert all(len(column) == 3 for column in table.values())
+    coarse = segmentation.labels_at_k(3)
+    assert np.array_equal(table["label"], [1, 2, 3])
+    assert np.array_equal(table["voxel_count"], [np.sum(coarse == c) for c in (1, 2, 3)])
+    assert np.allclose(table["physical_volume"], table["voxel_count"] * 1.5)
+    for c in (1, 2, 3):
+        if table["voxel_count"][c - 1]:
+            assert table["mean_intensity"][c - 1] == pytest.approx(float(image[coarse == c].mean()), rel=1e-5)
+    coarser = segmentation.labels_at_k(2)
+    for c in (1, 2, 3):
+        assert set(np.unique(coarser[coarse == c])) <= {table["parent"][c - 1]}
+    assert np.all((table["centroid_radius"] >= 0) & (table["centroid_radius"] < 1))
+    assert np.array_equal(segmentation.features(segmentation.hierarchy.lookup_at_k(1), image)["parent"], [0])
+    with pytest.raises(VolumeError, match="shape"):
+        segmentation.features(lookup, image[:-1])
+
+
+def test_deterministic_and_stoppable(image, result, tmp_path):
+    segmentation, _ = result
+    trained = _trained(image)
+    out = tmp_path / "latents.npy"
+    again = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, latents_out=out))
+    assert np.array_equal(again.fine_labels, segmentation.fine_labels)
+    assert np.load(out).shape == (*image.shape, 3)
+    stop = threading.Event()
+    stop.set()
+    assert run_to_completion(segment(trained, image, n_fine=6, device="cpu", stop=stop)) is None
+
+
+def test_euclidean_model_clusters_in_euclidean_space(image):
+    segmentation = run_to_completion(segment(_trained(image, geometry="euclidean"), image, n_fine=5, device="cpu"))
+    assert segmentation.geometry == "euclidean" and segmentation.hierarchy.geometry == "euclidean"
+    assert segmentation.fine_labels.max() <= 5
+    assert len(np.unique(segmentation.labels_at_k(2))) <= 2
+
+
+def test_bad_arguments(image):
+    trained = _trained(image)
+    for n_fine in (0, 2.5, 5000):
+        with pytest.raises(ConfigError, match="n_fine"):
+            run_to_completion(segment(trained, image, n_fine=n_fine, device="cpu"))
+    with pytest.raises(VolumeError, match="smaller than the model's context"):
+        run_to_completion(segment(trained, image[:3], device="cpu"))
