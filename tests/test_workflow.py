@@ -128,6 +128,12 @@ def test_whole_workflow_on_the_toy_sample(make_napari_viewer, qtbot, tmp_path, n
     segmenter.image.value = image
     segmenter.n_fine.setValue(N_FINE)
     segmenter.devices.device = "cpu"
+    layers_before = list(viewer.layers)
+    segmenter.segment_button.click()  # Stop at once: nothing is added, the widget is ready again
+    segmenter.stop_button.click()
+    qtbot.waitUntil(lambda: not segmenter.running, timeout=60_000)
+    assert segmenter.segmentation is None and list(viewer.layers) == layers_before
+    assert segmenter.segment_button.isEnabled() and not segmenter.stop_button.isEnabled()
     segmenter.segment_button.click()
     assert segmenter.running and segmenter.stop_button.isEnabled()
     assert not segmenter.segment_button.isEnabled()
@@ -154,6 +160,19 @@ def test_whole_workflow_on_the_toy_sample(make_napari_viewer, qtbot, tmp_path, n
                         timeout=5_000)
     assert segmenter.level[0] == "radius"
 
+    # --- the canvas shows the segmentation -----------------------------------------------------------
+    # (before any layer is removed: under Mesa llvmpipe, vispy crashes on a screenshot taken after a
+    # Labels layer was removed and others hidden -- a napari/vispy problem, not this plugin's)
+    for other in viewer.layers:  # the widget holds napari's public proxy of the layer: compare names
+        other.visible = other.name == layer.name
+    with_labels = viewer.screenshot(canvas_only=True, flash=False)
+    layer.visible = False
+    without = viewer.screenshot(canvas_only=True, flash=False)
+    for other in viewer.layers:
+        other.visible = True
+    assert len(np.unique(with_labels.reshape(-1, with_labels.shape[-1]), axis=0)) >= 2
+    assert not np.array_equal(with_labels, without)
+
     # --- one layer per cluster, following the slider ---------------------------------------------
     segmenter.mode.setCurrentText(MODE_K)
     segmenter.k_slider.setValue(3)
@@ -170,16 +189,6 @@ def test_whole_workflow_on_the_toy_sample(make_napari_viewer, qtbot, tmp_path, n
     _check_cluster_layers(viewer, segmenter, segmentation.labels_at_radius(radius), f"r={radius:.2f}")
     segmenter.mode.setCurrentText(MODE_K)
     qtbot.waitUntil(lambda: np.array_equal(layer.data, segmentation.labels_at_k(2)), timeout=5_000)
-
-    # --- the canvas shows the segmentation -----------------------------------------------------------
-    for other in viewer.layers:
-        other.visible = other is layer
-    with_labels = viewer.screenshot(canvas_only=True, flash=False)
-    layer.visible = False
-    without = viewer.screenshot(canvas_only=True, flash=False)
-    layer.visible = True
-    assert len(np.unique(with_labels.reshape(-1, with_labels.shape[-1]), axis=0)) >= 2
-    assert not np.array_equal(with_labels, without)
 
     # --- export and read back ------------------------------------------------------------------------
     _, exporter = viewer.window.add_plugin_dock_widget(PLUGIN, "Export")

@@ -26,6 +26,7 @@ class PoincareView(QWidget):
             "finer ones towards the circle.")
         self.axes = self.figure.add_subplot()
         self._scatter = None
+        self._centroids = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
@@ -50,15 +51,21 @@ class PoincareView(QWidget):
             axes.grid(True, color=GRID, linewidth=0.5)
         self._scatter = axes.scatter(xy[:, 0], xy[:, 1], s=3, c=colors if len(xy) else None,
                                      linewidths=0)
+        self._centroids = None
         if not disk and len(xy):
             axes.autoscale_view()
         self.canvas.draw_idle()
 
-    def set_colors(self, colors: np.ndarray) -> None:
-        """Recolour the points (same order as shown) without redrawing the axes."""
+    def set_level(self, colors: np.ndarray, centroids: np.ndarray, centroid_colors: np.ndarray) -> None:
+        """Recolour the points (same order as shown) and mark the clusters' centres at this level."""
         if self._scatter is not None and len(colors):
             self._scatter.set_facecolors(colors)
-            self.canvas.draw_idle()
+        if self._centroids is not None:
+            self._centroids.remove()
+        xy = np.asarray(centroids, dtype=float)[:, :2]
+        self._centroids = self.axes.scatter(xy[:, 0], xy[:, 1], s=60, c=centroid_colors, marker="*",
+                                            edgecolors=FOREGROUND, linewidths=0.6, zorder=3)
+        self.canvas.draw_idle()
 
     @property
     def colors(self) -> np.ndarray:

@@ -135,7 +135,7 @@ class SegmentWidget(QWidget):
         self.radius_slider.setDecimals(2)
         self.radius_slider.setRange(0.0, 1.0)
         self.radius_slider.setValue(0.5)
-        self.radius_slider.setToolTip("Ball radius of the cut: small = coarse, large = fine.")
+        self.radius_slider.setToolTip("Ball radius of the cut (see 'cut by').")
         self.sliders = QStackedWidget()
         self.sliders.addWidget(self.k_slider)
         self.sliders.addWidget(self.radius_slider)
@@ -247,7 +247,6 @@ class SegmentWidget(QWidget):
         self._pending = (layer, entry, volume_of(layer))
         self.status.setText(f"Segmenting {layer.name} with {entry.name} into {self.n_fine.value()} "
                             f"fine clusters on {self.devices.device}…")
-        self._set_running(True)
         self.worker = start_job(
             _segment_job,
             entry.trained,
@@ -262,6 +261,7 @@ class SegmentWidget(QWidget):
             on_result=self._on_segmented,
             on_finish=self._on_finished,
         )
+        self._set_running(True)  # after the worker exists: `running` is read by the enabled states
 
     def stop(self) -> None:
         if self.running:
@@ -299,7 +299,12 @@ class SegmentWidget(QWidget):
             self.radius_slider.setRange(low, high)
             self.radius_slider.setValue((low + high) / 2)
         self.hierarchy.setEnabled(True)
-        disk = getattr(entry.trained.config, "geometry", "hyperbolic") == "hyperbolic"
+        disk = segmentation.hierarchy.geometry == "hyperbolic"
+        self.radius_slider.setToolTip(
+            "Ball radius of the cut: fine clusters whose common ancestor lies farther than this from the "
+            "centre of the ball are merged; small = coarse, large = fine." if disk else
+            "Distance threshold of the cut (Euclidean model): fine clusters closer than this are merged; "
+            "small = fine, large = coarse.")
         self.poincare.show_points(segmentation.sample_points, np.zeros((len(segmentation.sample_points), 4)),
                                   disk=disk)
         self.apply_level()
@@ -340,7 +345,9 @@ class SegmentWidget(QWidget):
             labels = segmentation.labels_at_radius(value)
             tag = f"r={value:.2f}"
         layer = self._show_labels(labels)
-        layer.features = segmentation.features(lookup, self.image_data, self.spacing)
+        table = segmentation.features(lookup, self.image_data, self.spacing)
+        # napari maps label values to feature rows through an "index" column (else row i = label i).
+        layer.features = {"index": table["label"], **table}
         layer.metadata["hypseg"] = {
             "mode": mode, "level": value, "n_fine": int(segmentation.hierarchy.n_fine),
             "model": str(self.model_used.path) if self.model_used and self.model_used.path else None,
@@ -349,7 +356,9 @@ class SegmentWidget(QWidget):
         self.level_info.setText(f"{len(clusters)} clusters ({tag})")
         if self.per_cluster.isChecked():
             self._show_cluster_layers(labels, clusters, tag, layer)
-        self.poincare.set_colors(layer.colormap.map(lookup[segmentation.sample_labels]))
+        hierarchy = segmentation.hierarchy
+        self.poincare.set_level(_colors(layer, lookup[segmentation.sample_labels]),
+                                hierarchy.coarse_centroids(lookup), _colors(layer, clusters))
 
     def _show_labels(self, labels: np.ndarray) -> Labels:
         layer = self.labels_layer
@@ -369,19 +378,23 @@ class SegmentWidget(QWidget):
         return self.labels_layer
 
     def _show_cluster_layers(self, labels: np.ndarray, clusters: list[int], tag: str, parent: Labels) -> None:
-        """One binary Labels layer per cluster, coloured like the cluster in the main layer."""
+        """One binary Labels layer per cluster, coloured like the cluster in the main layer.
+
+        Existing layers are updated in place and only the difference is added or removed: fewer
+        layer-list changes, and never a removal and an addition in one event-loop turn, which makes
+        vispy lose the new layers' textures ("Could not find texture with id ...", then a crash).
+        """
         alive = [layer for layer in self.cluster_layers if layer in self.viewer.layers]
-        if len(alive) != len(clusters):
-            for layer in alive:
-                self.viewer.layers.remove(layer)
-            alive = []
-        colors = parent.colormap.map(np.asarray(clusters))
+        for layer in alive[len(clusters):]:
+            self.viewer.layers.remove(layer)
+        alive = alive[:len(clusters)]
+        colors = _colors(parent, clusters)
         layers = []
         for i, cluster in enumerate(clusters):
             mask = (labels == cluster).astype(np.uint8)
             name = f"cluster {cluster} ({tag})"
             colormap = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: colors[i]})
-            if alive:
+            if i < len(alive):
                 layer = alive[i]
                 layer.data = mask
                 layer.name = name
@@ -390,8 +403,7 @@ class SegmentWidget(QWidget):
                 layer = self.viewer.add_labels(
                     mask, name=name, colormap=colormap, scale=parent.scale, translate=parent.translate,
                     units=parent.units, axis_labels=parent.axis_labels,
-                    metadata={"hypseg_volume": dict(parent.metadata.get("hypseg_volume") or {}),
-                              "hypseg_cluster": cluster},
+                    metadata={"hypseg_volume": dict(parent.metadata.get("hypseg_volume") or {})},
                 )
             layer.metadata["hypseg_cluster"] = cluster
             layers.append(layer)
@@ -409,3 +421,8 @@ class SegmentWidget(QWidget):
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
         self._stop.set()
         super().closeEvent(event)
+
+
+def _colors(layer: Labels, values: Any) -> np.ndarray:
+    """RGBA colours the Labels layer gives these values (a plain array, also through napari's proxy)."""
+    return np.asarray(layer.colormap.map(np.asarray(values)), dtype=np.float32)
