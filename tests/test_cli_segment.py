@@ -51,7 +51,7 @@ def test_several_levels_radius_and_latents(files, tmp_path, capsys):
     assert np.load(latents).shape == (*image.shape, 3)
     radius_out = tmp_path / "radius.nii.gz"
     assert main(["segment", str(volume), "--model", str(model), "--out", str(radius_out), "--radius", "0",
-                 *CPU]) == 0
+                 "--linkage", "single", *CPU]) == 0
     assert np.all(np.asarray(nib.load(radius_out).dataobj) == 1)       # radius 0: everything merges
     assert "merge radii" in capsys.readouterr().err
 

@@ -147,7 +147,7 @@ def test_bad_arguments_are_config_errors():
     with pytest.raises(ConfigError, match="geometry"):
         ClusterHierarchy.from_centroids(centroids, geometry="spherical")
     with pytest.raises(ConfigError, match="linkage"):
-        ClusterHierarchy.from_centroids(centroids, linkage="ward")
+        ClusterHierarchy.from_centroids(centroids, linkage="median")
     with pytest.raises(ConfigError, match="outside the Poincaré ball"):
         ClusterHierarchy.from_centroids(centroids * 3)
     with pytest.raises(ConfigError, match="weights"):

@@ -94,6 +94,17 @@ def test_features_table(image, result):
         segmentation.features(lookup, image[:-1])
 
 
+def test_other_linkages_reuse_the_fine_clusters(image, result):
+    segmentation, _ = result
+    assert segmentation.hierarchy.linkage == "ward"
+    centroid = segmentation.with_linkage("centroid")
+    assert centroid.hierarchy.linkage == "centroid" and centroid.fine_labels is segmentation.fine_labels
+    table = centroid.features(centroid.hierarchy.lookup_at_k(2), image)
+    assert table["voxel_count"].sum() == image.size
+    with pytest.raises(ConfigError, match="linkage"):
+        run_to_completion(segment(_trained(image), image, n_fine=6, device="cpu", linkage="median"))
+
+
 def test_deterministic_and_stoppable(image, result, tmp_path):
     segmentation, _ = result
     trained = _trained(image)

@@ -32,6 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--n-fine", type=int, default=16, metavar="N", help="fine clusters (default: 16)")
     parser.add_argument("--context", type=int, default=None, metavar="C",
                         help="neighbourhood side in voxels each latent describes (default: the model's)")
+    parser.add_argument("--linkage", default=None,
+                        help="how fine clusters merge into the tree: ward (default), centroid (a finer radius "
+                             "control), average or single (merges exactly by LCA depth)")
     parser.add_argument("--tile", type=int, default=64, help="tile side for inference (default: 64)")
     parser.add_argument("--save-latents", type=Path, default=None, metavar="PATH.npy",
                         help="also keep the per-voxel latent field (Z, Y, X, d) in this .npy file")
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         segmentation = run_to_completion(
             segment(trained, volume.data, n_fine=args.n_fine, context=args.context, device=args.device,
-                    tile=args.tile, seed=args.seed, latents_out=latents), line)
+                    tile=args.tile, seed=args.seed, latents_out=latents, linkage=args.linkage), line)
     except KeyboardInterrupt:
         if latents is not None:
             latents.unlink(missing_ok=True)   # a partial latent file would look complete

@@ -12,14 +12,14 @@ import math
 import threading
 import weakref
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError, VolumeError
-from .hierarchy import ClusterHierarchy
+from .hierarchy import LINKAGES, ClusterHierarchy
 from .progress import Progress
 from .volume_io import as_volume_array
 
@@ -58,6 +58,12 @@ class Segmentation:
     def label_dtype(self) -> np.dtype:
         """uint8 when every cut fits in it, else uint16: the same for every level of this volume."""
         return np.dtype(np.uint8 if self.n_fine <= np.iinfo(np.uint8).max else np.uint16)
+
+    def with_linkage(self, linkage: str) -> Segmentation:
+        """The same fine clusters under another tree (see hierarchy.LINKAGES); no re-clustering."""
+        hierarchy = ClusterHierarchy.from_centroids(self.centroids, geometry=self.geometry, curvature=self.curvature,
+                                                    weights=self.fine_counts[1:], linkage=linkage)
+        return replace(self, hierarchy=hierarchy, _intensity_sums=(None, None))
 
     def labels_at_k(self, k: int) -> np.ndarray:
         """(Z, Y, X) coarse labels 1..k."""
@@ -124,13 +130,14 @@ class Segmentation:
 
 def segment(trained, image, *, n_fine: int = 16, context: int | None = None, device: str = "auto",
             tile: int = 64, stop: threading.Event | None = None, seed: int = 0,
-            max_fit_samples: int = 200_000, latents_out: str | Path | None = None
+            max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None
             ) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
     Yields Progress for inference ("infer", per tile) then clustering ("cluster": the fit, then one
     step per chunk of voxels labelled). Returns the Segmentation, or None if `stop` was set.
     `latents_out` (.npy) keeps the latent field on disk (memory-mapped) instead of in RAM.
+    `linkage` chooses the tree over the fine clusters (default: the geometry's, see hierarchy.py).
     """
     from .device import resolve_device
     from .inference import latent_field
@@ -142,6 +149,9 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     if volume.size < n_fine:
         raise VolumeError(f"the image has {volume.size} voxels, fewer than the {n_fine} fine clusters asked for")
     config = trained.config
+    if linkage is not None and linkage not in LINKAGES[config.geometry]:
+        raise ConfigError(f"linkage for a {config.geometry} model must be one of {LINKAGES[config.geometry]}, "
+                          f"got {linkage!r}")
     resolved = resolve_device(device)
     latents = yield from latent_field(trained.model, volume, trained.stats, context=context, tile=tile,
                                       device=resolved, out=latents_out, stop=stop)
@@ -174,7 +184,7 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
         yield Progress("cluster", chunk + 2, n_chunks + 1, message="labelling voxels")
     centroids = kmeans.cluster_centers_[order]
     hierarchy = ClusterHierarchy.from_centroids(centroids, geometry=config.geometry, curvature=config.curvature,
-                                                weights=fine_counts[1:])
+                                                weights=fine_counts[1:], linkage=linkage)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(kmeans.sample_indices_), min(SAMPLE_POINTS, len(kmeans.sample_indices_)),
                                 replace=False))
