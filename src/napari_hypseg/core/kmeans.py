@@ -10,9 +10,8 @@ of Lou et al. 2020, "Differentiating through the Fréchet mean"), and `n_init` r
 one with the lowest inertia (sum of squared Poincaré distances) is kept.
 
 Speed (fit + predict of 125 k points in well under a second on a CPU) comes from four choices:
-- the restarts run side by side in one set of tensor operations, and compete on a subsample of
-  20 k points (as scikit-learn's MiniBatchKMeans `init_size`); only the winner iterates on the whole
-  fitting sample;
+- the restarts compete on a subsample of 20 k points (as scikit-learn's MiniBatchKMeans
+  `init_size`); only the winner iterates on the whole fitting sample;
 - the assignment is one matrix product: d(x, m) is monotone in |x - m|² / (1 - |m|²) at fixed x;
 - each Lloyd iteration takes one warm-started fixed-point step of the Fréchet mean (the iteration
   decreases the cost at every step, so assignment and mean updates together still converge), and
@@ -31,6 +30,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
+from .device import resolve_device
 from .errors import ConfigError
 from .manifold import project
 
@@ -151,17 +151,17 @@ class PoincareKMeans(_ChunkedKMeans):
 
     Attributes after fit: `cluster_centers_` (k, d) float64 points of the ball, `labels_` (int32
     labels of the fitted sample, rows `sample_indices_` of X), `inertia_` (sum of squared Poincaré
-    distances of the sample to its centroids), `n_iter_` (Lloyd iterations of the kept restart).
+    distances of the sample to its centroids), `n_iter_` (Lloyd iterations of the kept restart on the
+    whole fitting sample). `device`: "cpu" (default), "auto", "cuda[:N]" or "mps".
     """
 
     def __init__(self, n_clusters=8, *, curvature=1.0, n_init=4, max_iter=100, tol=1e-5,
                  max_fit_samples=200_000, chunk_size=262_144, random_state=None, device="cpu"):
         super().__init__(n_clusters, n_init, max_iter, tol, max_fit_samples, chunk_size, random_state)
         self.curvature = _check_real("curvature", curvature, positive=True)
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as error:
-            raise ConfigError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from error
+        self.device = resolve_device(device)
+        if self.device.type == "mps":      # Apple's MPS has no float64: the CPU does this work there
+            self.device = torch.device("cpu")
 
     def fit(self, X):
         with _one_cpu_thread(self.device):
@@ -186,60 +186,48 @@ class PoincareKMeans(_ChunkedKMeans):
             chosen = np.sort(rng.choice(len(x), _RESTART_SAMPLE, replace=False))
             candidates = x[torch.as_tensor(chosen, device=x.device)]
         candidates_aug = _augment(candidates)
-        starts = torch.stack([self._kmeans_plus_plus(candidates_aug, rng) for _ in range(self.n_init)])
-        centers, inertia, n_iter = self._lloyd(candidates_aug, starts)
-        best = int(inertia.argmin())
-        centers, n_iter = centers[best:best + 1], n_iter[best]
+        best = None
+        for _ in range(self.n_init):
+            result = self._lloyd(candidates_aug, self._kmeans_plus_plus(candidates_aug, rng))
+            if best is None or result[1] < best[1]:
+                best = result
+        centers, _, n_iter = best
         x_aug = _augment(x)
         if candidates is not x:
-            centers, _, n_iters = self._lloyd(x_aug, centers)
-            n_iter = n_iters[0]
+            centers, _, n_iter = self._lloyd(x_aug, centers)
         # Converge the centroids to the exact Fréchet means of their clusters, then label by them.
-        labels = _assignment_scores(x_aug, centers[0]).argmin(1)
-        centers = _frechet_fixed_point(x_aug, None, labels, centers[0], max_iter=200, tol=1e-13)
+        labels = _assignment_scores(x_aug, centers).argmin(1)
+        centers = _frechet_fixed_point(x_aug, None, labels, centers, max_iter=100, tol=1e-10)
         best_scores, labels = _assignment_scores(x_aug, centers).min(1)
         self.cluster_centers_ = (centers / math.sqrt(self.curvature)).cpu().numpy()
         self.labels_ = labels.cpu().numpy().astype(np.int32)
         self.inertia_ = float(_squared_distance_from_score(best_scores, x_aug[:, -2]).sum()) / self.curvature
-        self.n_iter_ = int(n_iter)
+        self.n_iter_ = n_iter
 
-    def _lloyd(self, x_aug: torch.Tensor, centers: torch.Tensor):
-        """Lloyd iterations of R restarts side by side: centers (R, k, d) -> centres, inertia (R,), n_iter (R,).
+    def _lloyd(self, x_aug: torch.Tensor, centers: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+        """Lloyd iterations from centers (k, d) -> (centres, inertia, iterations).
 
         Each iteration assigns every point and takes one Fréchet-mean step from the current centres;
-        a restart stops once an iteration lowers its inertia by less than `tol` (relative).
+        it stops once an iteration lowers the inertia by less than `tol` (relative).
         """
         x_sq = x_aug[:, -2]
-        restarts, k, d = centers.shape
-        offsets = k * torch.arange(restarts, device=x_aug.device)[:, None]
-        x_repeated = x_aug.repeat(restarts, 1)
         x_aug32 = x_aug.float()
-        active = np.ones(restarts, dtype=bool)
-        n_iter = np.zeros(restarts, dtype=int)
-        previous = np.full(restarts, np.inf)
+        previous = math.inf
         for iteration in range(1, self.max_iter + 1):
             scores, labels = _nearest(x_aug, x_aug32, centers)
-            inertia = _squared_distance_from_score(scores, x_sq).sum(1).cpu().numpy()
-            active &= previous - inertia > self.tol * inertia
-            previous = np.where(active, inertia, previous)
-            if not active.any():
-                break
-            groups = (labels + offsets).reshape(-1)
-            y = (scores / (1.0 - x_sq)).reshape(-1)
-            new_centers, weight = _frechet_step(x_repeated, None, groups, centers.reshape(-1, d), y)
-            new_centers = new_centers.reshape(restarts, k, d)
-            empty = (weight == 0).reshape(restarts, k)
-            if bool(empty.any()):
+            inertia = float(_squared_distance_from_score(scores, x_sq).sum())
+            if previous - inertia <= self.tol * inertia:
+                return centers, inertia, iteration - 1
+            previous = inertia
+            new_centers, weight = _frechet_step(x_aug, None, labels, centers, scores / (1.0 - x_sq))
+            empty = torch.nonzero(weight == 0)[:, 0]
+            if len(empty):
                 # As scikit-learn: an empty cluster restarts at the point farthest from its centre.
-                fit = _squared_distance_from_score(scores, x_sq)
-                for r in range(restarts):
-                    which = torch.nonzero(empty[r])[:, 0]
-                    if len(which):
-                        new_centers[r, which] = x_aug[torch.topk(fit[r], len(which)).indices, :d]
-            centers = torch.where(torch.as_tensor(active, device=x_aug.device)[:, None, None], new_centers, centers)
-            n_iter[active] = iteration
-        inertia = _squared_distance_from_score(_assignment_scores(x_aug, centers).amin(2), x_sq).sum(1)
-        return centers, inertia, n_iter
+                farthest = torch.topk(_squared_distance_from_score(scores, x_sq), len(empty)).indices
+                new_centers[empty] = x_aug[farthest, :centers.shape[1]]
+            centers = new_centers
+        inertia = float(_squared_distance_from_score(_nearest(x_aug, x_aug32, centers)[0], x_sq).sum())
+        return centers, inertia, self.max_iter
 
     def _kmeans_plus_plus(self, x_aug: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Greedy k-means++ (as scikit-learn's: 2 + log k candidates per step) with squared Poincaré distances."""
