@@ -178,3 +178,105 @@ def test_export_to_nifti_keeps_the_source_affine(make_napari_viewer, qtbot, tmp_
     widget.format.setCurrentText(".nii.gz")
     _export(qtbot, widget)
     np.testing.assert_allclose(nib.load(tmp_path / "brain.nii.gz").affine, affine)
+
+
+# --- training stops cleanly however it is asked to ---------------------------------------------------
+
+
+def test_cancelling_the_task_stops_training_and_keeps_the_model(make_napari_viewer, qtbot, tmp_path):
+    """napari cancels a task (activity dock, closing the window) with worker.quit(): that must stop
+    after the current step and save, like the Stop button, not abandon the run."""
+    from napari_hypseg.core.checkpoint import load_checkpoint
+    from napari_hypseg.widgets import TrainWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32), name="noise")
+    widget = TrainWidget(viewer)
+    widget.form.set_values(steps=1000, batch_size=2, encoder_channels=(4,), hidden=8, n_samples=1,
+                           warmup_steps=0, checkpoint_every=1000)
+    path = tmp_path / "cancelled.pt"
+    widget.checkpoint.setText(str(path))
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.last_event is not None and widget.last_event.step >= 2, timeout=60_000)
+    widget.worker.quit()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    step = load_checkpoint(path).step
+    assert 2 <= step < 1000
+    assert widget.last_model is not None and widget.last_model.trained.step == step
+    assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
+
+
+def test_a_failed_run_is_a_notification_and_replaces_no_model_file(make_napari_viewer, qtbot, tmp_path,
+                                                                    notifications):
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_hypseg.widgets import TrainWidget
+
+    viewer = make_napari_viewer()
+    volume = np.zeros((12, 12, 12), np.float32)
+    volume[3, 4, 5] = np.nan
+    viewer.add_image(volume, name="broken")
+    widget = TrainWidget(viewer)
+    existing = tmp_path / "model.pt"
+    existing.write_bytes(b"an earlier model")
+    widget.checkpoint.setText(str(existing))
+    answer_next_dialog(QMessageBox.StandardButton.Yes)  # "Replace existing files?"
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    errors = [n for n in notifications if str(n.severity).lower().endswith("error")]
+    assert errors and "NaN or infinite" in str(errors[-1].message)
+    assert existing.read_bytes() == b"an earlier model"
+    assert widget.train_button.isEnabled() and not widget.stop_button.isEnabled()
+    assert widget.last_model is None
+
+
+def test_declining_to_replace_a_model_file_starts_nothing(make_napari_viewer, tmp_path):
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_hypseg.widgets import TrainWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((12, 12, 12), np.float32))
+    widget = TrainWidget(viewer)
+    existing = tmp_path / "model.pt"
+    existing.write_bytes(b"an earlier model")
+    widget.checkpoint.setText(str(existing))
+    answer_next_dialog(QMessageBox.StandardButton.No)
+    widget.train_button.click()
+    assert widget.worker is None and widget.train_button.isEnabled()
+    assert existing.read_bytes() == b"an earlier model"
+
+
+# --- segmentation ----------------------------------------------------------------------------------
+
+
+def test_euclidean_model_shows_plain_latent_points(make_napari_viewer, qtbot, tmp_path):
+    from matplotlib.patches import Circle
+
+    from napari_hypseg.core.config import get_preset
+    from napari_hypseg.core.progress import run_to_completion
+    from napari_hypseg.core.training import train
+    from napari_hypseg.widgets import SegmentWidget, TrainWidget
+
+    volume = np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32)
+    config = get_preset("fast", geometry="euclidean", steps=1, batch_size=2, encoder_channels=(4,), hidden=8,
+                        n_samples=1, warmup_steps=0)
+    run_to_completion(train([volume], config, checkpoint_path=tmp_path / "euclid.pt", device="cpu"))
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(volume, name="noise")
+    segmenter = SegmentWidget(viewer)
+    assert not segmenter.segment_button.isEnabled()  # no model yet
+    TrainWidget(viewer).load_model(tmp_path / "euclid.pt")  # the session is shared per viewer
+    assert segmenter.selected_model is not None and segmenter.segment_button.isEnabled()
+    segmenter.image.value = image
+    segmenter.n_fine.setValue(4)
+    segmenter.devices.device = "cpu"
+    segmenter.segment_button.click()
+    qtbot.waitUntil(lambda: not segmenter.running, timeout=60_000)
+    assert segmenter.segmentation is not None
+    np.testing.assert_array_equal(segmenter.labels_layer.data,
+                                  segmenter.segmentation.labels_at_k(segmenter.k_slider.value()))
+    assert not [p for p in segmenter.poincare.axes.patches if isinstance(p, Circle)]
+    assert len(segmenter.poincare.colors) == len(segmenter.segmentation.sample_points)
+    assert "Euclidean" in segmenter.radius_slider.toolTip()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,39 +58,23 @@ class StopAwareWorker(GeneratorWorker):
 def start_job(
     func: Callable,
     *args: Any,
+    owner: QWidget,
     stop: threading.Event,
     description: str,
     total: int,
-    on_event: Callable[[Any], None],
     on_result: Callable[[Any], None],
     on_finish: Callable[[], None],
+    on_event: Callable[[Any], None] | None = None,
     **kwargs: Any,
 ) -> StopAwareWorker:
     """Run the core generator `func(*args, stop=stop, **kwargs)` in a worker thread.
 
     Progress events drive a napari progress bar (activity dock) and `on_event`; the return value
-    goes to `on_result`; errors become notifications; `on_finish` runs last in every case.
+    goes to `on_result`; errors become notifications; `on_finish` runs last in every case. The
+    callbacks should be methods of `owner`: Qt drops them if the widget is deleted mid-run, and
+    deleting it asks the run to stop cleanly.
     """
     bar = progress(total=total, desc=description)
-
-    def advance(event: Any) -> None:
-        total_now = int(getattr(event, "total", 0) or 0)
-        if total_now and bar.total != total_now:
-            bar.total = total_now
-            bar.n = 0
-        step = int(getattr(event, "step", 0) or 0)
-        if step > bar.n:
-            bar.update(step - bar.n)
-        stage = getattr(event, "stage", "")
-        wanted = f"{description}: {stage}" if stage else description
-        if bar.desc != wanted:
-            bar.set_description(wanted)
-        on_event(event)
-
-    def finish() -> None:
-        bar.close()
-        on_finish()
-
     worker = create_worker(
         func,
         *args,
@@ -99,12 +84,31 @@ def start_job(
         _start_thread=False,
         **kwargs,
     )
-    worker.yielded.connect(advance)
+    worker.yielded.connect(partial(_advance, bar, description))
+    worker.finished.connect(bar.close)
+    if on_event is not None:
+        worker.yielded.connect(on_event)
     worker.returned.connect(on_result)
     worker.errored.connect(notify_error)
-    worker.finished.connect(finish)
+    worker.finished.connect(on_finish)
+    owner.destroyed.connect(lambda *_: stop.set())
     worker.start()
     return worker
+
+
+def _advance(bar: progress, description: str, event: Any) -> None:
+    """Move the activity-dock bar to a Progress event (stage, step of total)."""
+    total = int(getattr(event, "total", 0) or 0)
+    if total and bar.total != total:
+        bar.total = total
+        bar.n = 0
+    step = int(getattr(event, "step", 0) or 0)
+    if step > bar.n:
+        bar.update(step - bar.n)
+    stage = getattr(event, "stage", "")
+    wanted = f"{description}: {stage}" if stage else description
+    if bar.desc != wanted:
+        bar.set_description(wanted)
 
 
 def notify_error(error: BaseException) -> None:

@@ -183,8 +183,8 @@ class ExportWidget(QWidget):
         self.export_button.setEnabled(False)
         self.status.setText(f"Writing {len(jobs)} file(s) to {folder}…")
         self.worker = start_job(
-            _export_job, jobs, stop=self._stop, description="HypSeg export", total=len(jobs),
-            on_event=lambda event: None, on_result=self._on_written, on_finish=self._on_finished,
+            _export_job, jobs, owner=self, stop=self._stop, description="HypSeg export", total=len(jobs),
+            on_result=self._on_written, on_finish=self._on_finished,
         )
 
     def _on_written(self, written: list[Path]) -> None:

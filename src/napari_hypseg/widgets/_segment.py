@@ -254,6 +254,7 @@ class SegmentWidget(QWidget):
             n_fine=self.n_fine.value(),
             device=self.devices.device,
             seed=self.seed.value(),
+            owner=self,
             stop=self._stop,
             description="HypSeg segmentation",
             total=0,
@@ -418,9 +419,6 @@ class SegmentWidget(QWidget):
                 self.viewer.layers.remove(layer)
         self.cluster_layers = []
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
-        self._stop.set()
-        super().closeEvent(event)
 
 
 def _colors(layer: Labels, values: Any) -> np.ndarray:

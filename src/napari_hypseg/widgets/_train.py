@@ -238,6 +238,7 @@ class TrainWidget(QWidget):
             checkpoint_path=path,
             resume=resume,
             device=self.devices.device,
+            owner=self,
             stop=self._stop,
             description="HypSeg training",
             total=config.steps,
@@ -295,7 +296,3 @@ class TrainWidget(QWidget):
         self._set_running(False)
         if self._path_is_automatic:
             self.checkpoint.setText(str(default_model_path(Path(self.checkpoint.text()).parent)))
-
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
-        self._stop.set()
-        super().closeEvent(event)
