@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--format", choices=("npy", "mrc"), default="npy")
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--workdir", type=Path, default=None, help="where the volume and latents go (default: a temp dir)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the volume and latents go (default: a temp dir)")
     parser.add_argument("--report", action="store_true", help="write the result to docs/benchmarks.md")
     args = parser.parse_args()
 

@@ -94,14 +94,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         line.close()
 
-    cuts = ([(k, segmentation.hierarchy.lookup_at_k(k)) for k in args.k] if args.k is not None
-            else [(segmentation.hierarchy.k_at_radius(args.radius), segmentation.hierarchy.lookup_at_radius(args.radius))])
+    hierarchy = segmentation.hierarchy
+    cuts = ([(k, hierarchy.lookup_at_k(k)) for k in args.k] if args.k is not None
+            else [(hierarchy.k_at_radius(args.radius), hierarchy.lookup_at_radius(args.radius))])
     for path, (k, lookup) in zip(paths, cuts):
         write_labels(path, segmentation.labels_from_lookup(lookup), spacing=volume.spacing, unit=volume.unit,
                      affine=volume.affine, overwrite=args.overwrite)
         print(f"labels written to {path} ({k} cluster{'s' if k != 1 else ''} of {segmentation.n_fine} fine ones)")
     if args.radius is not None:
-        low, high = segmentation.hierarchy.radius_range
+        low, high = hierarchy.radius_range
         print(f"merge radii of this volume span {low:.3f}..{high:.3f}", file=sys.stderr)
     if latents is not None:
         print(f"latents written to {latents}")

@@ -25,9 +25,10 @@ cuts of one tree and always nest.
 Why ward by default: on segmentations of the synthetic test volumes (method.md §9) by a "fast"
 model, its k-cuts scored best -- mean Dice at k = 2 / 4 / 8 over 10 volumes, regular and irregular:
 ward 0.73 / 0.39 / 0.25, centroid 0.66 / 0.37 / 0.25, average 0.52 / 0.37 / 0.25, single 0.49 /
-0.33 / 0.24 (and for a Euclidean model ward 0.84 / 0.42 / 0.26 against 0.59 / 0.37 / 0.29 at best). The price: Ward merges in an order that is not by LCA depth, so once made monotone its
-merge radii take only a few distinct values and the radius control moves in a few big steps;
-"centroid" keeps one radius per merge (a smooth radius control) at some cost in the k-cuts.
+0.33 / 0.24 (a Euclidean model, 4 volumes: ward 0.84 / 0.42 / 0.26, average 0.59 / 0.37 / 0.29).
+The price: Ward merges in an order that is not by LCA depth, so once made monotone its merge radii
+take only a few distinct values and the radius control moves in a few big steps; "centroid" keeps
+one radius per merge (a smooth radius control) at some cost in the k-cuts.
 
 Euclidean geometry (for the Euclidean VAE) has no origin-centred hierarchy: the same agglomeration
 runs on Euclidean distances ("ward" by default, as scipy's; "average", "centroid", "single"), and the
@@ -232,7 +233,8 @@ class ClusterHierarchy:
             raise ConfigError(f"a lookup of this hierarchy has {self.n_fine + 1} entries, got shape {lookup.shape}")
         k = int(lookup[1:].max())
         if not np.array_equal(lookup, self._lookups[k]):
-            raise ConfigError("this lookup is not a cut of this hierarchy; take it from lookup_at_k or lookup_at_radius")
+            raise ConfigError("this lookup is not a cut of this hierarchy; "
+                              "take it from lookup_at_k or lookup_at_radius")
         return k
 
     def _all_cuts(self) -> list[np.ndarray]:
