@@ -173,8 +173,8 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
                     out.unlink(missing_ok=True)
                 return None
             batch = starts[first:first + batch_size]
-            inputs = torch.stack([_resampled_tile(volume, stats, plans, start, device) for start in batch])
             with torch.inference_mode():
+                inputs = torch.stack([_resampled_tile(volume, stats, plans, start, device) for start in batch])
                 means = model.dense_mean(inputs[:, None]).float()
                 for latents, start in zip(means, batch):
                     for axis, (plan, s) in enumerate(zip(plans, start)):
