@@ -250,21 +250,28 @@ def test_declining_to_replace_a_model_file_starts_nothing(make_napari_viewer, tm
 # --- segmentation ----------------------------------------------------------------------------------
 
 
-def test_euclidean_model_shows_plain_latent_points(make_napari_viewer, qtbot, tmp_path):
+def test_euclidean_model_on_a_nifti_volume_keeps_its_space_to_the_exported_file(make_napari_viewer, qtbot,
+                                                                                 tmp_path):
+    """A NIfTI opened with our reader -> segmented with a Euclidean model (plain latent view) ->
+    exported as NIfTI: the labels land in the image's voxel space (same affine)."""
+    import nibabel as nib
     from matplotlib.patches import Circle
 
     from napari_hypseg.core.config import get_preset
     from napari_hypseg.core.progress import run_to_completion
     from napari_hypseg.core.training import train
-    from napari_hypseg.widgets import SegmentWidget, TrainWidget
+    from napari_hypseg.core.volume_io import read_volume
+    from napari_hypseg.widgets import ExportWidget, SegmentWidget, TrainWidget
 
-    volume = np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32)
+    raw = np.random.default_rng(0).normal(size=(16, 14, 12)).astype(np.float32)
+    affine = np.array([[0.0, 0.0, 1.5, -20.0], [0.0, 0.75, 0.0, 10.0], [-0.5, 0.0, 0.0, 3.0], [0, 0, 0, 1.0]])
+    nib.save(nib.Nifti1Image(raw, affine), tmp_path / "brain.nii.gz")
     config = get_preset("fast", geometry="euclidean", steps=1, batch_size=2, encoder_channels=(4,), hidden=8,
                         n_samples=1, warmup_steps=0)
-    run_to_completion(train([volume], config, checkpoint_path=tmp_path / "euclid.pt", device="cpu"))
+    run_to_completion(train([raw], config, checkpoint_path=tmp_path / "euclid.pt", device="cpu"))
 
     viewer = make_napari_viewer()
-    image = viewer.add_image(volume, name="noise")
+    (image,) = viewer.open(tmp_path / "brain.nii.gz", plugin="napari-hypseg")
     segmenter = SegmentWidget(viewer)
     assert not segmenter.segment_button.isEnabled()  # no model yet
     TrainWidget(viewer).load_model(tmp_path / "euclid.pt")  # the session is shared per viewer
@@ -274,9 +281,19 @@ def test_euclidean_model_shows_plain_latent_points(make_napari_viewer, qtbot, tm
     segmenter.devices.device = "cpu"
     segmenter.segment_button.click()
     qtbot.waitUntil(lambda: not segmenter.running, timeout=60_000)
-    assert segmenter.segmentation is not None
-    np.testing.assert_array_equal(segmenter.labels_layer.data,
-                                  segmenter.segmentation.labels_at_k(segmenter.k_slider.value()))
-    assert not [p for p in segmenter.poincare.axes.patches if isinstance(p, Circle)]
+    layer = segmenter.labels_layer
+    np.testing.assert_array_equal(layer.data, segmenter.segmentation.labels_at_k(segmenter.k_slider.value()))
+    assert tuple(layer.scale) == tuple(image.scale)
+    assert layer.metadata["hypseg_volume"] == image.metadata["hypseg_volume"]
+    assert not [patch for patch in segmenter.poincare.axes.patches if isinstance(patch, Circle)]
     assert len(segmenter.poincare.colors) == len(segmenter.segmentation.sample_points)
     assert "Euclidean" in segmenter.radius_slider.toolTip()
+
+    exporter = ExportWidget(viewer)
+    exporter.layers.value = [viewer.layers[layer.name]]
+    exporter.folder.setText(str(tmp_path / "out"))
+    exporter.format.setCurrentText(".nii.gz")
+    _export(qtbot, exporter)
+    written = tmp_path / "out" / "brain segmentation.nii.gz"
+    np.testing.assert_allclose(nib.load(written).affine, affine)
+    np.testing.assert_array_equal(read_volume(written).data, layer.data)

@@ -10,7 +10,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from magicgui.widgets import ComboBox, Select
 from napari.qt.threading import create_worker
 from napari.utils import progress
@@ -165,10 +164,10 @@ class LayerPicker:
             self.widget.value = [self.widget.choices[0]]
 
 
-def volume_of(layer: Any) -> np.ndarray:
-    """The full-resolution array of an image layer (level 0 of a multiscale pyramid)."""
-    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    return np.asarray(data)
+def volume_of(layer: Any) -> Any:
+    """The full-resolution data of an image layer (level 0 of a pyramid), not yet read: a memmap or
+    dask array is turned into numbers by the core, in the worker thread, not here."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def spacing_of(layer: Any) -> tuple[float, float, float]:

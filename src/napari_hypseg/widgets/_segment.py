@@ -28,11 +28,14 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 from superqt.utils import qthrottled, signals_blocked
 
+from ..core.errors import HypsegError
 from ._common import (
     INT_MAX,
     MODEL_DIR,
     DeviceChooser,
     LayerPicker,
+    format_seconds,
+    notify_error,
     scrollable_layout,
     spacing_of,
     start_job,
@@ -71,7 +74,7 @@ class SegmentWidget(QWidget):
         # Result of the last run, and what it was computed from.
         self.segmentation: Any = None
         self.model_used: ModelEntry | None = None
-        self.image_data: np.ndarray | None = None
+        self.image_data: Any = None
         self.spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
         self.source_name = ""
         self._image_layer: Image | None = None
@@ -268,12 +271,19 @@ class SegmentWidget(QWidget):
         if self.running:
             self._stop.set()
             self.stop_button.setEnabled(False)
-            self.status.setText(self.status.text() + "\nStopping…")
+            self.status.setText(self.status.text() + "<br><b>Stopping…</b>")
 
     def _on_progress(self, event: Any) -> None:
-        text = f"{event.stage}: {event.step}/{event.total}"
+        stage = {"infer": "latent points", "cluster": "clustering"}.get(event.stage, event.stage)
+        parts = [f"<b>{stage}</b> {event.step}/{event.total}"]
+        metrics = dict(event.metrics)
+        if "voxels_per_s" in metrics:
+            parts.append(f"{metrics['voxels_per_s']:,.0f} voxels/s")
+        if "eta_s" in metrics:
+            parts.append(f"ETA {format_seconds(metrics['eta_s'])}")
+        text = " · ".join(parts)
         if event.message:
-            text += f" — {event.message}"
+            text += f"<br>{event.message}"
         self.status.setText(text)
 
     def _on_segmented(self, segmentation: Any) -> None:
@@ -346,9 +356,13 @@ class SegmentWidget(QWidget):
             labels = segmentation.labels_at_radius(value)
             tag = f"r={value:.2f}"
         layer = self._show_labels(labels)
-        table = segmentation.features(lookup, self.image_data, self.spacing)
+        try:
+            table = segmentation.features(lookup, self.image_data, self.spacing)
+        except HypsegError as error:  # e.g. the image's data were replaced since segmenting
+            notify_error(error)
+            table = {}
         # napari maps label values to feature rows through an "index" column (else row i = label i).
-        layer.features = {"index": table["label"], **table}
+        layer.features = {"index": table["label"], **table} if table else {}
         layer.metadata["hypseg"] = {
             "mode": mode, "level": value, "n_fine": int(segmentation.hierarchy.n_fine),
             "model": str(self.model_used.path) if self.model_used and self.model_used.path else None,

@@ -214,8 +214,11 @@ class TrainWidget(QWidget):
             show_error(str(error))
             return
         path = Path(self.checkpoint.text()).expanduser()
-        if path.suffix != ".pt":
+        if not path.suffix:
             path = path.with_suffix(".pt")
+        if path.is_dir():
+            show_error(f"The model file {path} is a folder; give a file name such as {path / 'model.pt'}.")
+            return
         if not confirm_overwrite(self, [path]):
             return
         try:
@@ -252,7 +255,7 @@ class TrainWidget(QWidget):
         if self.running:
             self._stop.set()
             self.stop_button.setEnabled(False)
-            self.status.setText(self.status.text() + "\nStopping after this step…")
+            self.status.setText(self.status.text() + "<br><b>Stopping after this step…</b>")
 
     # ------------------------------------------------------------------ worker callbacks
 
