@@ -136,7 +136,7 @@ def test_export_layers_and_cluster_masks_keep_voxel_size(make_napari_viewer, qtb
     assert not (tmp_path / "out" / "tomo segmentation_cluster2.tif").exists()
 
     widget.clusters.setText("3")
-    assert [path.name for path, _, _ in widget.planned()] == ["tomo segmentation_cluster3.tif"]
+    assert [job[0].name for job in widget.planned()] == ["tomo segmentation_cluster3.tif"]
 
 
 def test_export_asks_before_replacing_files(make_napari_viewer, qtbot, tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Labels
@@ -45,16 +45,18 @@ def _file_stem(name: str) -> str:
     return _UNSAFE.sub("_", name).strip(" .") or "labels"
 
 
-def _export_job(jobs: list[tuple[Path, np.ndarray, dict]], *, stop: threading.Event):
-    """Worker body: write each (path, labels, layer attributes) through the plugin's writer."""
+def _export_job(jobs: list[tuple[Path, Any, dict, int | None]], *, stop: threading.Event):
+    """Worker body: write each (path, labels, layer attributes, cluster) through the plugin's writer;
+    with a cluster, its binary mask (made here, one at a time, not all at once in memory)."""
     from .._writer import write_labels
 
     written: list[Path] = []
-    for index, (path, data, attributes) in enumerate(jobs):
+    for index, (path, data, attributes, cluster) in enumerate(jobs):
         if stop.is_set():
             break
         yield Progress("export", index, len(jobs), message=path.name)
-        write_labels(str(path), data, attributes)
+        labels = data if cluster is None else (np.asarray(data) == cluster).astype(np.uint8)
+        write_labels(str(path), labels, attributes)
         written.append(path)
     yield Progress("export", len(written), len(jobs))
     return written
@@ -126,23 +128,21 @@ class ExportWidget(QWidget):
         if folder:
             self.folder.setText(folder)
 
-    def planned(self) -> list[tuple[Path, np.ndarray, dict]]:
-        """(file, labels, layer attributes) for every file the current choices would write."""
+    def planned(self) -> list[tuple[Path, Any, dict, int | None]]:
+        """(file, labels, layer attributes, cluster or None) for every file the choices would write."""
         folder = Path(self.folder.text()).expanduser()
         suffix = self.format.currentText()
         wanted = self._wanted_clusters()
         jobs = []
         for layer in self.layers.value:
             data, attributes, _ = layer.as_layer_data_tuple()
-            data = np.asarray(data)
             stem = _file_stem(layer.name)
             if self.whole.isChecked():
-                jobs.append((folder / f"{stem}{suffix}", data, attributes))
+                jobs.append((folder / f"{stem}{suffix}", data, attributes, None))
                 continue
-            present = [int(c) for c in np.unique(data) if c != 0]
+            present = [int(c) for c in np.unique(np.asarray(data)) if c != 0]
             for cluster in present if wanted is None else [c for c in wanted if c in present]:
-                mask = (data == cluster).astype(np.uint8)
-                jobs.append((folder / f"{stem}_cluster{cluster}{suffix}", mask, attributes))
+                jobs.append((folder / f"{stem}_cluster{cluster}{suffix}", data, attributes, cluster))
         return jobs
 
     def _wanted_clusters(self) -> list[int] | None:
@@ -169,7 +169,7 @@ class ExportWidget(QWidget):
         if not jobs:
             show_error("Nothing to export: the chosen clusters are not in the chosen layers.")
             return
-        if not self.overwrite.isChecked() and not confirm_overwrite(self, [path for path, _, _ in jobs]):
+        if not self.overwrite.isChecked() and not confirm_overwrite(self, [job[0] for job in jobs]):
             self.status.setText("Export cancelled; no file was changed.")
             return
         folder = jobs[0][0].parent

@@ -69,7 +69,7 @@ class SegmentWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.worker = None
         self._stop = threading.Event()
-        self._pending: tuple[Image, ModelEntry, np.ndarray] | None = None
+        self._pending: tuple[Image, ModelEntry, Any] | None = None  # (layer, model, data) of the run
 
         # Result of the last run, and what it was computed from.
         self.segmentation: Any = None
