@@ -130,7 +130,7 @@ def test_posterior_means_lie_inside_the_ball():
 @pytest.mark.parametrize("overrides", [dict(geometry="hyperbolic"), dict(geometry="euclidean")],
                          ids=["hyperbolic", "euclidean"])
 def test_a_few_adam_steps_reduce_the_loss(overrides):
-    cfg = tiny(**overrides)
+    cfg = tiny(triplet_weight=1e3, **overrides)  # a strong triplet term: both parts must be learnt
     model = HypsegVAE(cfg)
     batch = triplet_batch(cfg, n=4)
     constant = 0.5 * cfg.input_size**3 * math.log(2 * math.pi)  # the recon NLL of a perfect fit

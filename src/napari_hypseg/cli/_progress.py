@@ -6,14 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from ..core.progress import Progress
-
-
-def _format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+from ..core.progress import Progress, format_duration
 
 
 class ProgressLine:
@@ -38,7 +31,7 @@ class ProgressLine:
         shown = []
         for key, value in event.metrics.items():
             if key == "eta_s":
-                shown.append(f"eta {_format_seconds(value)}")
+                shown.append(f"eta {format_duration(value)}")
             elif key == "patches_per_s":
                 shown.append(f"{value:.0f} patches/s")
             else:

@@ -26,6 +26,14 @@ class Progress:
         return self.step / self.total if self.total else 0.0
 
 
+def format_duration(seconds: float) -> str:
+    """Seconds as m:ss or h:mm:ss, for ETAs in the CLI and the widgets."""
+    seconds = int(round(seconds))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
 def run_to_completion(
     work: Generator[Progress, Any, T], on_progress: Callable[[Progress], None] | None = None
 ) -> T:

@@ -267,13 +267,6 @@ def confirm_overwrite(parent: QWidget, paths: Iterable[Path]) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
-
-
 # --------------------------------------------------------------------------- plots
 
 # napari's dark theme, so the matplotlib canvases sit well in the dock.

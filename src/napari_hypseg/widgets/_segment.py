@@ -29,12 +29,12 @@ from superqt import QLabeledDoubleSlider, QLabeledSlider
 from superqt.utils import qthrottled, signals_blocked
 
 from ..core.errors import HypsegError
+from ..core.progress import format_duration
 from ._common import (
     INT_MAX,
     MODEL_DIR,
     DeviceChooser,
     LayerPicker,
-    format_seconds,
     notify_error,
     scrollable_layout,
     spacing_of,
@@ -280,7 +280,7 @@ class SegmentWidget(QWidget):
         if "voxels_per_s" in metrics:
             parts.append(f"{metrics['voxels_per_s']:,.0f} voxels/s")
         if "eta_s" in metrics:
-            parts.append(f"ETA {format_seconds(metrics['eta_s'])}")
+            parts.append(f"ETA {format_duration(metrics['eta_s'])}")
         text = " · ".join(parts)
         if event.message:
             text += f"<br>{event.message}"

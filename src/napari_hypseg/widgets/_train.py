@@ -23,13 +23,13 @@ from qtpy.QtWidgets import (
 
 from ..core.config import DEFAULT_PRESET, PRESETS
 from ..core.errors import HypsegError
+from ..core.progress import format_duration
 from ._common import (
     MODEL_DIR,
     DeviceChooser,
     LayerPicker,
     confirm_overwrite,
     default_model_path,
-    format_seconds,
     scrollable_layout,
     start_job,
     volume_of,
@@ -270,7 +270,7 @@ class TrainWidget(QWidget):
         if "patches_per_s" in metrics:
             speed.append(f"{metrics['patches_per_s']:.0f} patches/s")
         if "eta_s" in metrics:
-            speed.append(f"ETA {format_seconds(metrics['eta_s'])}")
+            speed.append(f"ETA {format_duration(metrics['eta_s'])}")
         if "lr" in metrics:
             speed.append(f"lr {metrics['lr']:.3g}")
         speed.append(self.devices.label.text())
