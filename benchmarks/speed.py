@@ -1,0 +1,93 @@
+"""Speed of the core's hot paths on one machine: dense inference, hyperbolic k-means, training steps.
+
+Targets: dense inference of a 50³ volume under 1 s on a CPU; hyperbolic k-means on 125,000 points
+under 1 s. Weights are random here (speed does not depend on them).
+
+    python benchmarks/speed.py [--device cpu] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import markdown_table, write_section  # noqa: E402
+
+from napari_hypseg.core.config import get_preset  # noqa: E402
+from napari_hypseg.core.inference import latent_field  # noqa: E402
+from napari_hypseg.core.kmeans import PoincareKMeans  # noqa: E402
+from napari_hypseg.core.model import HypsegVAE  # noqa: E402
+from napari_hypseg.core.normalization import IntensityStats  # noqa: E402
+from napari_hypseg.core.progress import run_to_completion  # noqa: E402
+from napari_hypseg.core.synthetic import make_toy_volume  # noqa: E402
+from napari_hypseg.core.training import train  # noqa: E402
+
+
+def best_seconds(function, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    config = get_preset(args.preset)
+    image = make_toy_volume(0).image
+    stats = IntensityStats.fit([image])
+    model = HypsegVAE(config).eval()
+    rows = []
+    for context in sorted({config.context, config.patch_size, 5}):
+        seconds = best_seconds(lambda c=context: run_to_completion(
+            latent_field(model, image, stats, context=c, device=args.device)))
+        rows.append([f"dense inference, 50³ volume, context {context}", f"{seconds:.3f} s",
+                     f"{image.size / seconds / 1e6:.2f} M voxels/s"])
+
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(125_000, config.latent_dim))
+    points = directions / np.linalg.norm(directions, axis=1, keepdims=True) * rng.uniform(0, 0.95, (125_000, 1))
+    for k in (8, 16):
+        kmeans = PoincareKMeans(k, random_state=0, device=args.device)
+        seconds = best_seconds(lambda km=kmeans: km.fit(points).predict(points))
+        rows.append([f"hyperbolic k-means fit + predict, 125,000 points, k = {k}, d = {config.latent_dim}",
+                     f"{seconds:.3f} s", f"{kmeans.n_iter_} iterations"])
+
+    steps = 20
+    short = config.with_overrides(steps=steps, warmup_steps=0, checkpoint_every=steps)
+    started = time.perf_counter()
+    run_to_completion(train([image], short, device=args.device))
+    seconds = time.perf_counter() - started
+    rows.append([f"training, preset {args.preset}, batch {config.batch_size} triplets",
+                 f"{seconds / steps:.3f} s/step", f"{3 * config.batch_size * steps / seconds:.0f} patches/s"])
+
+    table = markdown_table(["operation", "time", "rate"], rows)
+    print(table)
+    if not args.no_write:
+        body = (f"Preset `{args.preset}`, device `{args.device}`, best of 3 (training: one run of {steps} "
+                f"steps including start-up).\n\n{table}\n")
+        command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        key = f"speed_{args.device.split(':')[0]}"
+        print("written to", write_section(key, f"Speed ({args.device})", body, command=command.strip(),
+                                          device=args.device))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
