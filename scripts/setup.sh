@@ -30,8 +30,10 @@ stamp=.venv/.hypseg-installed
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "installing napari-hypseg and its dependencies into .venv (torch pinned by constraints.txt)"
-    .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-    .venv/bin/python -m pip install -q -c constraints.txt -e ".[testing]"
+    # (pip's notes about package-index folders that lack a package are dropped: they are noise)
+    quiet_pip() { .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }; }
+    quiet_pip --upgrade pip setuptools wheel
+    quiet_pip -c constraints.txt -e ".[testing]"
     echo "$want" > "$stamp"
 else
     say "python packages up to date"
