@@ -12,13 +12,7 @@ from napari_hypseg.core.model import HypsegVAE
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run ~10x faster on one thread than on two contended cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = dict(encoder_channels=(4, 8), hidden=8, n_samples=2)

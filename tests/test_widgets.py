@@ -8,15 +8,6 @@ import pytest
 from napari_hypseg.core.config import PRESETS
 
 
-@pytest.fixture
-def notifications():
-    """Every napari notification (info, warning, error) dispatched during the test."""
-    from napari.utils.notifications import notification_manager
-
-    received = []
-    notification_manager.notification_ready.connect(received.append)
-    yield received
-    notification_manager.notification_ready.disconnect(received.append)
 
 
 @pytest.mark.parametrize("name", ["Train", "Segment", "Export"])

@@ -19,15 +19,6 @@ TINY = dict(steps=40, batch_size=4, encoder_channels=(4, 8), hidden=16, n_sample
 N_FINE = 6
 
 
-@pytest.fixture
-def notifications():
-    """Every napari notification (info, warning, error) dispatched during the test."""
-    from napari.utils.notifications import notification_manager
-
-    received = []
-    notification_manager.notification_ready.connect(received.append)
-    yield received
-    notification_manager.notification_ready.disconnect(received.append)
 
 
 def _errors(notifications):
