@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 unset QT_QPA_PLATFORM   # napari's canvas needs the xcb platform on Xvfb, not "offscreen"
+echo "[test] linting"
+.venv/bin/ruff check src tests benchmarks docs
 echo "[test] validating the napari manifest"
 .venv/bin/npe2 validate --imports napari-hypseg
 echo "[test] running pytest"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 from napari.errors import ReaderPluginError
-from napari.layers import Image, Labels
+from napari.layers import Image
 
 from napari_hypseg._reader import get_reader
 from napari_hypseg._writer import write_labels
