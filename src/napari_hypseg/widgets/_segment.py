@@ -128,7 +128,7 @@ class SegmentWidget(QWidget):
         self.mode.addItems([MODE_K, MODE_RADIUS])
         self.mode.setToolTip(
             "How to cut the cluster tree: into k clusters, or by a radius in the Poincaré ball "
-            "(merge fine clusters whose common ancestor lies within that distance of the centre; "
+            "(fine clusters whose common ancestor lies at least that far from the centre merge; "
             "small radius = coarse).")
         self.k_slider = QLabeledSlider(Qt.Orientation.Horizontal)
         self.k_slider.setRange(1, 16)
