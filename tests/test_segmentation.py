@@ -131,3 +131,37 @@ def test_bad_arguments(image):
             run_to_completion(segment(trained, image, n_fine=n_fine, device="cpu"))
     with pytest.raises(VolumeError, match="smaller than the model's context"):
         run_to_completion(segment(trained, image[:3], device="cpu"))
+
+
+@pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
+def test_latent_smoothing(geometry, tmp_path):
+    from napari_hypseg.core.segmentation import smooth_latent_field
+
+    rng = np.random.default_rng(0)
+    noisy = (rng.uniform(-0.3, 0.3, size=(12, 10, 8, 3))).astype(np.float32)
+    assert np.array_equal(smooth_latent_field(noisy.copy(), 0.0, geometry=geometry), noisy)
+    smoothed = smooth_latent_field(noisy.copy(), 1.0, geometry=geometry)
+    assert smoothed.shape == noisy.shape and not np.allclose(smoothed, noisy)
+    assert smoothed.std(axis=(0, 1, 2)).max() < 0.5 * noisy.std(axis=(0, 1, 2)).min()   # noise averaged out
+    if geometry == "hyperbolic":
+        assert np.linalg.norm(smoothed, axis=-1).max() < 1.0
+    constant = np.broadcast_to(np.float32([0.2, -0.4, 0.1]), noisy.shape).copy()
+    np.testing.assert_allclose(smooth_latent_field(constant.copy(), 1.5, geometry=geometry), constant, atol=1e-6)
+    # In place on a memory-mapped field, slab by slab, with the same result as in RAM.
+    mapped = np.lib.format.open_memmap(tmp_path / "f.npy", mode="w+", dtype=np.float32, shape=noisy.shape)
+    mapped[:] = noisy
+    smooth_latent_field(mapped, 1.0, geometry=geometry, slab_voxels=100)
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), smoothed, atol=1e-6)
+
+
+def test_segment_smoothing_parameter(image):
+    trained = _trained(image)
+    assert trained.config.latent_smoothing > 0          # on by default
+    off = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, latent_smoothing=0))
+    on = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1))
+    assert not np.array_equal(off.fine_labels, on.fine_labels)
+    for bad in (-1.0, float("nan"), True):
+        with pytest.raises(ConfigError, match="latent_smoothing"):
+            run_to_completion(segment(trained, image, device="cpu", latent_smoothing=bad))
+    with pytest.raises(ConfigError, match="latent_smoothing"):
+        get_preset("fast", latent_smoothing=-0.5)

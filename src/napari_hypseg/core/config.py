@@ -59,6 +59,10 @@ class HypsegConfig:
     context: int = 5
     """Side (voxels of the volume) of the neighbourhood each voxel's latent describes; it is resized
     to the encoder's patch size, as during training."""
+    latent_smoothing: float = 1.5
+    """Sigma (voxels) of a Gaussian that smooths the latent field before clustering (in the tangent
+    space at the origin for the hyperbolic model, plainly for the Euclidean one); 0 = off. It removes
+    voxel-scale noise of the encoder; it helps levels 2 and 3 most (see docs/tuning.md)."""
 
     @property
     def patch_size(self) -> int:
@@ -100,6 +104,9 @@ class HypsegConfig:
         need(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
         need(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         need(self.context >= 1, f"context must be >= 1, got {self.context}")
+        need(isinstance(self.latent_smoothing, (int, float)) and not isinstance(self.latent_smoothing, bool)
+             and 0 <= self.latent_smoothing < float("inf"),
+             f"latent_smoothing must be a number >= 0 (sigma in voxels; 0 = off), got {self.latent_smoothing!r}")
         need(self.triplet_margin >= 0 and self.triplet_weight >= 0 and self.kl_weight >= 0,
              "triplet_margin, triplet_weight and kl_weight must be >= 0")
         return self
@@ -132,17 +139,19 @@ PRESETS: dict[str, HypsegConfig] = {
     # The paper's setup (method.md §3–§6) as faithfully as is sensible: 2-D latent, 16/32/64/128
     # filters, 300 hidden units, K = 8 samples, batch 128, triplet margin 0.2 and weight 1e3.
     "paper": HypsegConfig(batch_size=128, steps=15000, learning_rate=5e-5, checkpoint_every=1000),
-    # Good segmentations quickly on a CPU: a slimmer encoder, fewer samples, a larger learning rate.
+    # Good segmentations quickly on a CPU: a slimmer encoder, fewer samples, a larger learning rate,
+    # a stronger triplet term; 300 steps scored as well as 600 on the toy volumes (docs/tuning.md).
     "fast": HypsegConfig(
         latent_dim=3,
         encoder_channels=(16, 32, 32, 64),
         hidden=64,
         n_samples=2,
-        steps=600,
+        triplet_weight=100.0,
+        steps=300,
         batch_size=64,
         learning_rate=2e-3,
         warmup_steps=50,
-        checkpoint_every=200,
+        checkpoint_every=100,
     ),
 }
 DEFAULT_PRESET = "fast"

@@ -1,6 +1,7 @@
 """Volume + trained model -> fine clusters -> a hierarchy of coarser segmentations (method.md §7).
 
-`segment` computes every voxel's latent point (inference.latent_field), clusters a sample of them
+`segment` computes every voxel's latent point (inference.latent_field), smooths that field spatially
+(a Gaussian of `config.latent_smoothing` voxels, see smooth_latent_field), clusters a sample of them
 finely with k-means in the model's geometry (Poincaré ball or Euclidean), labels every voxel by its
 nearest centroid, and builds the ClusterHierarchy over the fine clusters. A `Segmentation` then
 answers any level -- k clusters or a ball radius -- with one table lookup per voxel.
@@ -128,16 +129,55 @@ class Segmentation:
         return sums
 
 
+def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "hyperbolic",
+                        curvature: float = 1.0, slab_voxels: int = _LOOKUP_CHUNK) -> np.ndarray:
+    """Gaussian-smooth a (Z, Y, X, d) latent field in place (sigma in voxels; 0 = unchanged).
+
+    Hyperbolic fields are smoothed in the tangent space at the origin (log_0, filter, exp_0), so the
+    result stays in the ball; Euclidean ones directly. Memory-safe for a memmapped field: the maps
+    run over slabs of Z, the filter over one channel at a time (one (Z, Y, X) float32 array in RAM).
+    """
+    import torch
+    from scipy import ndimage
+
+    from . import manifold
+
+    sigma = float(sigma)
+    if sigma <= 0:
+        return latents
+    hyperbolic = geometry == "hyperbolic"
+    rows = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
+
+    def remap(fn):
+        for start in range(0, latents.shape[0], rows):
+            slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
+            latents[start:start + rows] = fn(slab, curvature=curvature).numpy()
+
+    if hyperbolic:
+        remap(manifold.logmap0)
+    for channel in range(latents.shape[-1]):
+        latents[..., channel] = ndimage.gaussian_filter(np.ascontiguousarray(latents[..., channel]), sigma,
+                                                        mode="nearest")
+    if hyperbolic:
+        remap(manifold.expmap0)
+    if isinstance(latents, np.memmap):
+        latents.flush()
+    return latents
+
+
 def segment(trained, image, *, n_fine: int = 16, context: int | None = None, device: str = "auto",
             tile: int = 64, stop: threading.Event | None = None, seed: int = 0,
-            max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None
-            ) -> Generator[Progress, None, Segmentation | None]:
+            max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None,
+            latent_smoothing: float | None = None) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
     Yields Progress for inference ("infer", per tile) then clustering ("cluster": the fit, then one
     step per chunk of voxels labelled). Returns the Segmentation, or None if `stop` was set.
     `latents_out` (.npy) keeps the latent field on disk (memory-mapped) instead of in RAM.
     `linkage` chooses the tree over the fine clusters (default: the geometry's, see hierarchy.py).
+    `latent_smoothing`: sigma (voxels) of the Gaussian applied to the latent field before clustering
+    (default: the model's `config.latent_smoothing`; 0 = off; see smooth_latent_field). The field
+    kept in `latents_out` is the smoothed one.
     """
     from .device import resolve_device
     from .inference import latent_field
@@ -152,11 +192,18 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     if linkage is not None and linkage not in LINKAGES[config.geometry]:
         raise ConfigError(f"linkage for a {config.geometry} model must be one of {LINKAGES[config.geometry]}, "
                           f"got {linkage!r}")
+    smoothing = config.latent_smoothing if latent_smoothing is None else latent_smoothing
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < math.inf:
+        raise ConfigError(f"latent_smoothing must be a number >= 0 (sigma in voxels), got {smoothing!r}")
     resolved = resolve_device(device)
     latents = yield from latent_field(trained.model, volume, trained.stats, context=context, tile=tile,
                                       device=resolved, out=latents_out, stop=stop)
     if latents is None:
         return None
+    if smoothing > 0:
+        if not latents.flags.writeable:
+            latents = np.array(latents)
+        smooth_latent_field(latents, smoothing, geometry=config.geometry, curvature=float(config.curvature))
     points = latents.reshape(-1, latents.shape[-1])
     hyperbolic = config.geometry == "hyperbolic"
     if hyperbolic:
