@@ -6,11 +6,22 @@ import os
 import platform
 import re
 import subprocess
+import time
 from datetime import date
 from pathlib import Path
 
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nWritten by the scripts in `benchmarks/`; each section says how to reproduce it.\n"
+
+
+def best_seconds(function, repeats: int = 3) -> float:
+    """The fastest of a few runs: the least disturbed by other work on a shared machine."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def machine_description(device: str = "cpu") -> str:

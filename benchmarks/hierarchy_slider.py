@@ -11,26 +11,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import markdown_table, write_section  # noqa: E402
+from _report import best_seconds, markdown_table, write_section  # noqa: E402
 
 from napari_hypseg.core.hierarchy import ClusterHierarchy  # noqa: E402
 from napari_hypseg.core.segmentation import Segmentation  # noqa: E402
 
 
-def milliseconds(function, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return 1000 * best
+def milliseconds(function) -> float:
+    return 1000 * best_seconds(function)
 
 
 def viewer_update_ms(segmentation: Segmentation, n_fine: int) -> list[float]:

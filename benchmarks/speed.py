@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import markdown_table, write_section  # noqa: E402
+from _report import best_seconds, markdown_table, write_section  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
 from napari_hypseg.core.inference import latent_field  # noqa: E402
@@ -28,15 +28,6 @@ from napari_hypseg.core.normalization import IntensityStats  # noqa: E402
 from napari_hypseg.core.progress import run_to_completion  # noqa: E402
 from napari_hypseg.core.synthetic import make_toy_volume  # noqa: E402
 from napari_hypseg.core.training import train  # noqa: E402
-
-
-def best_seconds(function, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def main(argv=None) -> int:
