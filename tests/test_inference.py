@@ -14,7 +14,7 @@ from napari_hypseg.core.progress import run_to_completion
 
 @pytest.fixture(scope="module")
 def model():
-    return HypsegVAE(get_preset("fast", encoder_channels=(4, 8), hidden=8, seed=3))   # patch 5, context 5
+    return HypsegVAE(get_preset("fast", encoder_channels=(4, 8), hidden=8, seed=3, context=5))  # patch 5, context 5
 
 
 @pytest.fixture(scope="module")
