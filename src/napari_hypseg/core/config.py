@@ -152,9 +152,6 @@ PRESETS: dict[str, HypsegConfig] = {
         learning_rate=2e-3,
         warmup_steps=50,
         checkpoint_every=100,
-        # A 7-voxel neighbourhood resized to the 9-voxel patch: within ~0.02 Dice of the paper's 5
-        # on the synthetic test volumes and 3x faster to infer (docs/tuning.md).
-        context=7,
     ),
 }
 DEFAULT_PRESET = "fast"
