@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -47,6 +48,12 @@ def machine_description(device: str = "cpu") -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         text += f"; GPU: {torch.cuda.get_device_name(0)}"
     return text
+
+
+def invocation(script: str, argv: list[str] | None) -> str:
+    """The command line that reproduces a run, for the report's "Run `...`" line."""
+    arguments = argv if argv is not None else sys.argv[1:]
+    return " ".join(["python", f"benchmarks/{Path(script).name}", *arguments])
 
 
 def git_revision() -> str:

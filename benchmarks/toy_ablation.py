@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import markdown_table, write_section  # noqa: E402
+from _report import invocation, markdown_table, write_section  # noqa: E402
 from baselines import BASELINES  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
@@ -159,9 +159,9 @@ def main(argv=None) -> int:
                 f"(background included, unmatched classes count 0). Training patches/s counts parent, "
                 f"positive and negative patches.\n\n{table}\n\nPer-class Dice at level 3:\n\n{per_class}\n")
         key = args.key or f"toy_ablation_{variant}_{args.device.split(':')[0]}"
-        command = "python benchmarks/toy_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = invocation(__file__, argv)
         path = write_section(key, f"Toy ablation ({variant}, {args.device})", body,
-                             command=command.strip(), device=args.device)
+                             command=command, device=args.device)
         print(f"written to {path}")
     return 0
 
