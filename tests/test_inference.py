@@ -28,8 +28,9 @@ def stats(image):
     return IntensityStats.fit(image)
 
 
-def _field(model, image, stats, **kwargs):
-    return run_to_completion(latent_field(model, image, stats, device="cpu", **kwargs))
+def _field(model, image, stats, precision="float32", **kwargs):
+    """The exact (float32) path unless a test asks otherwise."""
+    return run_to_completion(latent_field(model, image, stats, device="cpu", precision=precision, **kwargs))
 
 
 @pytest.mark.parametrize("context", [5, 3, 8])
@@ -121,6 +122,24 @@ def test_a_small_memory_budget_shrinks_passes_without_changing_the_result(model,
     expected = _field(model, image, stats, context=3)
     monkeypatch.setattr(inference, "CPU_MEMORY_BUDGET", 20_000.0)
     events = []
-    field = run_to_completion(latent_field(model, image, stats, context=3, device="cpu"), events.append)
+    field = run_to_completion(latent_field(model, image, stats, context=3, device="cpu", precision="float32"),
+                              events.append)
     assert "of up to 8³ voxels, 1 per pass" in events[0].message
     assert np.allclose(field, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["auto", "bfloat16"])
+def test_reduced_precision_stays_close_to_float32(model, image, stats, precision):
+    exact = _field(model, image, stats, context=3)
+    reduced = _field(model, image, stats, context=3, precision=precision)
+    assert reduced.dtype == np.float32 and reduced.shape == exact.shape
+    assert np.all(np.linalg.norm(reduced, axis=-1) < 1.0)
+    # bfloat16 keeps 8 significant bits: latents move by about 1e-2 of their spread at most.
+    assert np.abs(reduced - exact).max() < 0.03 * exact.std()
+    if precision == "bfloat16":
+        assert not np.array_equal(reduced, exact)      # it really ran in the other precision
+
+
+def test_unknown_precision_is_refused(model, image, stats):
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        _field(model, image, stats, precision="float16")

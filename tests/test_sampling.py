@@ -4,11 +4,11 @@ import torch
 import torch.nn.functional as F
 
 from napari_hypseg.core.config import get_preset
-from napari_hypseg.core.errors import VolumeError
+from napari_hypseg.core.errors import ConfigError, VolumeError
 from napari_hypseg.core.sampling import TripletSampler
 
 CONFIG = get_preset("fast", encoder_channels=(4, 8), hidden=8, n_samples=1, batch_size=4, steps=4,
-                    parent_min=5, parent_max=12, child_min=3, child_max=5)
+                    parent_min=5, parent_max=12, child_min=3, child_max=5, intensity_jitter=0.0)
 
 
 def ramp(shape):
@@ -70,6 +70,20 @@ def test_patches_are_the_boxes_resampled():
     assert interior.sum() > 10
     np.testing.assert_allclose(negative.mean(dim=(1, 2, 3, 4)).numpy()[interior],
                                linear_value(boxes.negative_centre[interior].astype(np.float64)), rtol=1e-6)
+
+
+def test_intensity_jitter_shifts_each_patch_by_its_own_offset():
+    volume = ramp((20, 26, 23))
+    plain = TripletSampler([volume], CONFIG, seed=5).sample(2000, seed=1)
+    jittered = TripletSampler([volume], CONFIG.with_overrides(intensity_jitter=0.5), seed=5).sample(2000, seed=1)
+    offsets = torch.stack([(b - a).flatten(1) for a, b in zip(plain, jittered)], dim=1)    # (B, 3, S³)
+    # The same boxes, each patch shifted by one constant ...
+    torch.testing.assert_close(offsets, offsets[..., :1].expand_as(offsets), rtol=0, atol=0.05)
+    per_patch = offsets[..., 0]
+    # ... drawn independently for parent, positive and negative, with the configured spread.
+    assert abs(float(per_patch.std()) - 0.5) < 0.03
+    correlation = torch.corrcoef(per_patch.T)
+    assert torch.all((correlation - torch.eye(3)).abs() < 0.1)
 
 
 def test_same_seed_same_batches():
@@ -137,3 +151,9 @@ def test_not_3d_is_refused():
         TripletSampler([np.zeros((24, 24))], CONFIG)
     with pytest.raises(VolumeError, match="no volumes"):
         TripletSampler([], CONFIG)
+
+
+@pytest.mark.parametrize("jitter", [-0.1, float("nan"), float("inf"), True])
+def test_bad_intensity_jitter_is_refused(jitter):
+    with pytest.raises(ConfigError, match="intensity_jitter must be a number >= 0"):
+        CONFIG.with_overrides(intensity_jitter=jitter)

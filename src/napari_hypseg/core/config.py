@@ -47,6 +47,11 @@ class HypsegConfig:
     log_uniform_parent: bool = False
     child_min: int = 3
     child_max: int = 15
+    intensity_jitter: float = 0.0
+    """Standard deviation (normalised intensity units) of a random brightness offset added to each
+    training patch on its own. Objects of one kind can differ in mean brightness, and without it the
+    triplet term can tell a parent's child from a distant patch by brightness alone; with it, the
+    encoder has to match them by texture and structure too. 0 = off (the paper)."""
     # --- optimisation ---
     steps: int = 2000
     batch_size: int = 64
@@ -95,6 +100,9 @@ class HypsegConfig:
              f"need 3 <= parent_min <= parent_max, got {self.parent_min}, {self.parent_max}")
         need(1 <= self.child_min <= self.child_max,
              f"need 1 <= child_min <= child_max, got {self.child_min}, {self.child_max}")
+        need(isinstance(self.intensity_jitter, (int, float)) and not isinstance(self.intensity_jitter, bool)
+             and 0 <= self.intensity_jitter < float("inf"),
+             f"intensity_jitter must be a number >= 0 (0 = off), got {self.intensity_jitter!r}")
         need(self.child_min < self.parent_min,
              f"child_min ({self.child_min}) must be smaller than parent_min ({self.parent_min})")
         need(self.steps >= 1, f"steps must be >= 1, got {self.steps}")

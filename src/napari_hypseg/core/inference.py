@@ -23,6 +23,10 @@ grouped into passes of at most `batch_size` whose estimated activations fit a bu
 on CPU and MPS, half the free memory on CUDA); a tile too big for the budget alone is shrunk, which
 changes nothing in the result (see above).
 
+Precision: where the hardware has native bfloat16 (recent x86 CPUs, most CUDA GPUs) the
+convolutions run in it by default, 2-3x faster on such a CPU; `precision="float32"` gives the exact
+path. Tile invariance holds for either, up to that precision's rounding.
+
 Stop: `stop.is_set()` is checked before each batch of tiles; a stopped run returns None (a partial
 field would look valid but is not), and the `out` file it was writing is removed.
 """
@@ -40,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import resolve_device
+from .device import inference_dtype, resolve_device
 from .errors import ConfigError, VolumeError
 from .normalization import IntensityStats
 from .progress import Progress
@@ -119,14 +123,16 @@ def _lerp(tensor: torch.Tensor, axis: int, left: np.ndarray, weight: np.ndarray)
 
 def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, context: int | None = None,
                  tile: int = 64, batch_size: int = 4, device: str | torch.device = "auto",
-                 out: str | os.PathLike | None = None, stop: threading.Event | None = None
-                 ) -> Generator[Progress, None, np.ndarray | None]:
+                 out: str | os.PathLike | None = None, stop: threading.Event | None = None,
+                 precision: str = "auto") -> Generator[Progress, None, np.ndarray | None]:
     """Per-voxel latent field (Z, Y, X, d) float32 of `image` (Z, Y, X; a read-only memmap is fine).
 
     context: side in voxels of the neighbourhood each latent describes (default: the model's
     `config.context`). tile: side of the cubes of voxels computed per encoder pass; batch_size: tiles
     per pass. The model is moved to `device` and run in eval mode. With `out` (a .npy path) the field
     is written to a memory-mapped .npy file and returned as that memmap, so it never sits in RAM.
+    precision: "auto" (bfloat16 convolutions where the hardware has them natively, see
+    device.inference_dtype), "float32" or "bfloat16".
     Yields Progress(stage="infer", step=tiles done, total=tiles); returns None if stopped.
     """
     volume = as_volume_array(image, "image")
@@ -140,6 +146,9 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
             f"voxels along an axis; each voxel's latent describes a {context}³ neighbourhood, so every "
             f"side must be at least {context} voxels (or choose a smaller context).")
     device = resolve_device(device)
+    compute_dtype = inference_dtype(device, precision)
+    # oneDNN's fast bfloat16 convolutions want channels-last activations.
+    memory_format = torch.channels_last_3d if compute_dtype != torch.float32 else torch.contiguous_format
     budget = _memory_budget(device)
     bytes_per_voxel = _activation_bytes_per_voxel(model.config)
     while True:
@@ -175,7 +184,8 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
             batch = starts[first:first + batch_size]
             with torch.inference_mode():
                 inputs = torch.stack([_resampled_tile(volume, stats, plans, start, device) for start in batch])
-                means = model.dense_mean(inputs[:, None]).float()
+                inputs = inputs[:, None].contiguous(memory_format=memory_format)
+                means = model.dense_mean(inputs, compute_dtype=compute_dtype)
                 for latents, start in zip(means, batch):
                     for axis, (plan, s) in enumerate(zip(plans, start)):
                         mapping = plan.back(s)

@@ -147,7 +147,9 @@ class PoincareKMeans(_ChunkedKMeans):
 
     `tol` is relative: a restart stops when an iteration lowers its inertia by less than tol × inertia.
     (scikit-learn's tol bounds centre shifts instead; on the continuous latent clouds of a volume
-    the centres keep drifting by tiny amounts for hundreds of iterations while the inertia is settled.)
+    the centres keep drifting by tiny amounts for hundreds of iterations while the inertia is settled.
+    On 125 k structureless points, k = 8, tol 1e-5 took 94 iterations on the whole sample against 3
+    for the default 1e-4, for an inertia lower by 0.2 %.)
 
     Attributes after fit: `cluster_centers_` (k, d) float64 points of the ball, `labels_` (int32
     labels of the fitted sample, rows `sample_indices_` of X), `inertia_` (sum of squared Poincaré
@@ -155,7 +157,7 @@ class PoincareKMeans(_ChunkedKMeans):
     whole fitting sample). `device`: "cpu" (default), "auto", "cuda[:N]" or "mps".
     """
 
-    def __init__(self, n_clusters=8, *, curvature=1.0, n_init=4, max_iter=100, tol=1e-5,
+    def __init__(self, n_clusters=8, *, curvature=1.0, n_init=4, max_iter=100, tol=1e-4,
                  max_fit_samples=200_000, chunk_size=262_144, random_state=None, device="cpu"):
         super().__init__(n_clusters, n_init, max_iter, tol, max_fit_samples, chunk_size, random_state)
         self.curvature = _check_real("curvature", curvature, positive=True)

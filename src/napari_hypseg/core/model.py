@@ -106,10 +106,14 @@ class HypsegVAE(nn.Module):
         sigma = F.softplus(self.sigma_head(features)) + SIGMA_FLOOR
         return self._to_ball(self.mu_head(features)), sigma
 
-    def dense_mean(self, x: torch.Tensor) -> torch.Tensor:
-        """Posterior means of every patch position of a tile: (B, 1, D, H, W) -> (B, d, D-P+1, ...)."""
+    def dense_mean(self, x: torch.Tensor, *, compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Posterior means of every patch position of a tile: (B, 1, D, H, W) -> (B, d, D-P+1, ...),
+        float32. `compute_dtype` other than float32 runs the convolutions under autocast (see
+        device.inference_dtype); the map into the ball is always float32."""
         self._check_input(x)
-        return self._to_ball(self.mu_head(self.encoder(x)))
+        with torch.autocast(x.device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
+            mu_tangent = self.mu_head(self.encoder(x))
+        return self._to_ball(mu_tangent.float())
 
     # --- distributions -------------------------------------------------------------------------
     def posterior(self, mu: torch.Tensor, sigma: torch.Tensor) -> WrappedNormal | DiagonalNormal:

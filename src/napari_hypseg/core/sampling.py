@@ -15,6 +15,9 @@ Geometry, in voxel-index coordinates where voxel i spans [i - 1/2, i + 1/2]:
 - the negative's centre is drawn uniformly among the voxels outside the parent whose cube of the
   child's side lies inside the volume.
 
+With `intensity_jitter`, each of the three patches then gets its own random brightness offset, so
+that parent and child have to be matched by texture, not by mean intensity alone.
+
 All cubes of a batch are resampled in one `grid_sample` call per volume on the training device.
 Sample points are the centres of input_size³ equal cells of the cube, which is what trilinear
 `F.interpolate(crop, size=input_size, align_corners=False)` uses; where a cube is upsampled, points
@@ -117,6 +120,9 @@ class TripletSampler:
             patches = F.grid_sample(self.volumes[index], grid, mode="bilinear", padding_mode="border",
                                     align_corners=False)
             out[rows.to(self.device)] = patches.reshape(len(rows), 3, size, size, size)
+        if self.config.intensity_jitter > 0:
+            offsets = self.config.intensity_jitter * torch.randn((batch_size, 3), generator=self.generator)
+            out += offsets.to(self.device)[:, :, None, None, None]
         batch = tuple(out[:, kind:kind + 1].contiguous() for kind in range(3))
         if not return_boxes:
             return batch
