@@ -76,3 +76,19 @@ def test_refuses_to_overwrite_and_checks_before_computing(files, tmp_path, capsy
     assert main(["segment", str(volume), "--model", str(tmp_path / "none.pt"), "--out", str(tmp_path / "n.tif"),
                  "--k", "2", *CPU]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_precision_choice_reaches_the_encoder(files, tmp_path, capsys):
+    volume, model, image = files
+    fields = {}
+    for precision in ("float32", "bfloat16"):
+        latents = tmp_path / f"latents_{precision}.npy"
+        assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / f"{precision}.tif"),
+                     "--k", "2", "--precision", precision, "--save-latents", str(latents), *CPU]) == 0
+        fields[precision] = np.load(latents)
+    difference = np.abs(fields["float32"] - fields["bfloat16"]).max()
+    assert 0 < difference < 0.05 * fields["float32"].std()
+    with pytest.raises(SystemExit) as raised:
+        main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / "x.tif"), "--k", "2",
+              "--precision", "float16", *CPU])
+    assert raised.value.code == 2 and "invalid choice: 'float16'" in capsys.readouterr().err

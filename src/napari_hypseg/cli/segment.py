@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..core.config import PRECISIONS
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -39,6 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--save-latents", type=Path, default=None, metavar="PATH.npy",
                         help="also keep the per-voxel latent field (Z, Y, X, d) in this .npy file")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="encoder arithmetic: auto (bfloat16 where the hardware has it natively, "
+                             "else float32), float32 or bfloat16 (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the clustering (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return parser
@@ -86,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         segmentation = run_to_completion(
             segment(trained, volume.data, n_fine=args.n_fine, context=args.context, device=args.device,
-                    tile=args.tile, seed=args.seed, latents_out=latents, linkage=args.linkage), line)
+                    tile=args.tile, seed=args.seed, latents_out=latents, linkage=args.linkage,
+                    precision=args.precision), line)
     except KeyboardInterrupt:
         if latents is not None:
             latents.unlink(missing_ok=True)   # a partial latent file would look complete

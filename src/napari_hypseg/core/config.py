@@ -12,6 +12,8 @@ from typing import Any
 from .errors import ConfigError
 
 GEOMETRIES = ("hyperbolic", "euclidean")
+PRECISIONS = ("auto", "float32", "bfloat16")
+"""Arithmetic of the encoder at inference (see device.inference_dtype)."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .config import PRECISIONS
 from .errors import ConfigError
 
 
@@ -47,9 +48,6 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
                               f"silicon and torch built with MPS); use one of {_choices()}")
         return torch.device("mps")
     raise ConfigError(f"unsupported device {name!r}; use one of {_choices()}")
-
-
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def inference_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:

@@ -168,7 +168,8 @@ def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "h
 def segment(trained, image, *, n_fine: int = 16, context: int | None = None, device: str = "auto",
             tile: int = 64, stop: threading.Event | None = None, seed: int = 0,
             max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None,
-            latent_smoothing: float | None = None) -> Generator[Progress, None, Segmentation | None]:
+            latent_smoothing: float | None = None, precision: str = "auto"
+            ) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
     Yields Progress for inference ("infer", per tile) then clustering ("cluster": the fit, then one
@@ -177,7 +178,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     `linkage` chooses the tree over the fine clusters (default: the geometry's, see hierarchy.py).
     `latent_smoothing`: sigma (voxels) of the Gaussian applied to the latent field before clustering
     (default: the model's `config.latent_smoothing`; 0 = off; see smooth_latent_field). The field
-    kept in `latents_out` is the smoothed one.
+    kept in `latents_out` is the smoothed one. `precision` of the encoder's convolutions: "auto"
+    (bfloat16 where the hardware has it natively), "float32" or "bfloat16" (see device.inference_dtype).
     """
     from .device import resolve_device
     from .inference import latent_field
@@ -197,7 +199,7 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
         raise ConfigError(f"latent_smoothing must be a number >= 0 (sigma in voxels), got {smoothing!r}")
     resolved = resolve_device(device)
     latents = yield from latent_field(trained.model, volume, trained.stats, context=context, tile=tile,
-                                      device=resolved, out=latents_out, stop=stop)
+                                      device=resolved, out=latents_out, stop=stop, precision=precision)
     if latents is None:
         return None
     if smoothing > 0:
