@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import best_seconds, invocation, markdown_table, write_section  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
+from napari_hypseg.core.device import inference_dtype, resolve_device  # noqa: E402
 from napari_hypseg.core.inference import latent_field  # noqa: E402
 from napari_hypseg.core.kmeans import PoincareKMeans  # noqa: E402
 from napari_hypseg.core.model import HypsegVAE  # noqa: E402
@@ -45,11 +46,14 @@ def main(argv=None) -> int:
     stats = IntensityStats.fit([image])
     model = HypsegVAE(config).eval()
     rows = []
+    auto = str(inference_dtype(resolve_device(args.device))).removeprefix("torch.")
     for context in sorted({config.context, config.patch_size, 5}):
-        seconds = best_seconds(lambda c=context: run_to_completion(
-            latent_field(model, image, stats, context=c, device=args.device)))
-        rows.append([f"dense inference, 50³ volume, context {context}", f"{seconds:.3f} s",
-                     f"{image.size / seconds / 1e6:.2f} M voxels/s"])
+        for precision in ("auto", "float32") if auto != "float32" else ("float32",):
+            seconds = best_seconds(lambda c=context, p=precision: run_to_completion(
+                latent_field(model, image, stats, context=c, device=args.device, precision=p)))
+            arithmetic = f"auto = {auto}" if precision == "auto" else precision
+            rows.append([f"dense inference, 50³ volume, context {context}, {arithmetic}", f"{seconds:.3f} s",
+                         f"{image.size / seconds / 1e6:.2f} M voxels/s"])
 
     rng = np.random.default_rng(0)
     directions = rng.normal(size=(125_000, config.latent_dim))

@@ -34,6 +34,7 @@ LABELS = {
     "encoder_channels": "encoder channels",
     "n_samples": "posterior samples",
     "log_uniform_parent": "log-uniform parent size",
+    "intensity_jitter": "brightness jitter",
     "checkpoint_every": "checkpoint every",
 }
 
@@ -65,6 +66,9 @@ TOOLTIPS = {
                   "structures.",
     "log_uniform_parent": "Draw parent sizes log-uniformly (favours small patches; useful for large "
                           "volumes such as MRI).",
+    "intensity_jitter": "Spread of a random brightness offset given to each training patch, so that "
+                        "structures are told apart by texture, not only by brightness (0 = off; "
+                        "turn it off where brightness alone defines the classes, e.g. some MRI).",
     "child_min": "Smallest side (voxels) of the child patches.",
     "child_max": "Largest side (voxels) of the child patches.",
     "steps": "Training steps (mini-batches). More steps: better embeddings, longer training. Stop "
