@@ -138,6 +138,8 @@ def test_reduced_precision_stays_close_to_float32(model, image, stats, precision
     assert np.abs(reduced - exact).max() < 0.03 * exact.std()
     if precision == "bfloat16":
         assert not np.array_equal(reduced, exact)      # it really ran in the other precision
+    # The channels-last layout used for it does not outlive the call.
+    assert all(p.is_contiguous() for p in model.parameters())
 
 
 def test_unknown_precision_is_refused(model, image, stats):

@@ -147,7 +147,7 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
             f"side must be at least {context} voxels (or choose a smaller context).")
     device = resolve_device(device)
     compute_dtype = inference_dtype(device, precision)
-    # oneDNN's fast bfloat16 convolutions want channels-last activations.
+    # oneDNN's fast bfloat16 convolutions want channels-last activations and weights.
     memory_format = torch.channels_last_3d if compute_dtype != torch.float32 else torch.contiguous_format
     budget = _memory_budget(device)
     bytes_per_voxel = _activation_bytes_per_voxel(model.config)
@@ -170,7 +170,7 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
         field = np.empty(shape, dtype=np.float32)
 
     was_training = model.training
-    model.to(device).eval()
+    model.to(device, memory_format=memory_format).eval()
     began = time.monotonic()
     try:
         yield Progress("infer", 0, len(starts), message=f"{len(starts)} tiles of up to {tile}³ voxels, "
@@ -200,7 +200,7 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
                 "voxels_per_s": done * math.prod(p.tile for p in plans) / max(elapsed, 1e-9),
                 "eta_s": elapsed / done * (len(starts) - done)})
     finally:
-        model.train(was_training)
+        model.to(memory_format=torch.contiguous_format).train(was_training)
     if out is not None:
         field.flush()
     return field

@@ -60,8 +60,8 @@ class HypsegVAE(nn.Module):
         with torch.random.fork_rng(devices=[]):  # layers' default init must not touch the global RNG
             encoder: list[nn.Module] = []
             for c_in, c_out in zip((1, *channels[:-1]), channels):
-                encoder += [nn.Conv3d(c_in, c_out, k), nn.ReLU()]
-            encoder += [nn.Conv3d(channels[-1], hidden, 1), nn.ReLU()]
+                encoder += [nn.Conv3d(c_in, c_out, k), nn.ReLU(inplace=True)]
+            encoder += [nn.Conv3d(channels[-1], hidden, 1), nn.ReLU(inplace=True)]
             self.encoder = nn.Sequential(*encoder)
             self.mu_head = nn.Conv3d(hidden, d, 1)
             self.sigma_head = nn.Conv3d(hidden, d, 1)
