@@ -54,9 +54,9 @@ def inference_dtype(device: torch.device, precision: str = "auto") -> torch.dtyp
     """The dtype the encoder's convolutions run in at inference.
 
     "auto" is bfloat16 where the hardware computes it natively (CPUs with AVX512-BF16 or AMX, CUDA
-    GPUs that support it) -- about 2.5x faster convolutions on such a CPU, with latents within about
-    1e-2 of float32, far below what the clustering resolves after smoothing -- and float32 elsewhere
-    (emulated bfloat16 is slower than float32).
+    GPUs that support it) -- 2-3x faster convolutions on such a CPU; a latent typically moves by about
+    1 % of the spread of a volume's latent cloud (median), which did not change Dice on the toy
+    volumes (docs/tuning.md) -- and float32 elsewhere (emulated bfloat16 is slower than float32).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
