@@ -35,12 +35,22 @@ def test_train_writes_a_model_and_resume_continues_it(volumes, tmp_path, capsys)
     assert "CPU only" in captured.err and "2/2" in captured.err
     trained = load_checkpoint(out)
     assert trained.step == 2 and trained.config.seed == 3 and trained.config.batch_size == 4
+    assert trained.config.intensity_jitter == 2.0          # the fast preset's
 
     # resume into the same file: settings come from the model, only --steps changes
     assert main(["train", *volumes, "--out", str(out), "--resume", str(out), "--steps", "3",
                  "--device", "cpu"]) == 0
     resumed = load_checkpoint(out)
     assert resumed.step == 3 and resumed.config.seed == 3 and len(resumed.history) == 3
+
+
+def test_intensity_jitter_option_sets_the_model(volumes, tmp_path):
+    out = tmp_path / "plain.pt"
+    assert main(["train", *volumes, "--out", str(out), "--steps", "1", "--intensity-jitter", "0", *TINY]) == 0
+    assert load_checkpoint(out).config.intensity_jitter == 0.0
+    assert main(["train", *volumes, "--out", str(tmp_path / "bad.pt"), "--steps", "1",
+                 "--intensity-jitter", "-1", *TINY]) == 2
+    assert not (tmp_path / "bad.pt").exists()
 
 
 def test_existing_output_needs_overwrite(volumes, tmp_path, capsys):

@@ -32,6 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=None, help="triplets per step (default: the preset's)")
     parser.add_argument("--lr", type=float, default=None, dest="learning_rate",
                         help="learning rate (default: the preset's)")
+    parser.add_argument("--intensity-jitter", type=float, default=None, metavar="S",
+                        help="spread of the random brightness offset of each training patch; 0 where "
+                             "brightness alone defines the classes (default: the preset's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the whole run (default: the preset's)")
     parser.add_argument("--resume", type=Path, default=None, metavar="MODEL",
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         base = get_preset(args.preset or DEFAULT_PRESET)
     config = base.with_overrides(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                                 seed=args.seed, checkpoint_every=args.checkpoint_every)
+                                 intensity_jitter=args.intensity_jitter, seed=args.seed,
+                                 checkpoint_every=args.checkpoint_every)
     volumes = [read_volume(path).data for path in args.volumes]
     out.parent.mkdir(parents=True, exist_ok=True)
 
