@@ -50,6 +50,13 @@ def machine_description(device: str = "cpu") -> str:
     return text
 
 
+def auto_precision(device: str = "cpu") -> str:
+    """What precision="auto" runs the encoder in on this machine ("bfloat16" or "float32")."""
+    from napari_hypseg.core.device import inference_dtype, resolve_device
+
+    return str(inference_dtype(resolve_device(device))).removeprefix("torch.")
+
+
 def invocation(script: str, argv: list[str] | None) -> str:
     """The command line that reproduces a run, for the report's "Run `...`" line."""
     arguments = argv if argv is not None else sys.argv[1:]

@@ -25,10 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import markdown_table, write_section  # noqa: E402
+from _report import auto_precision, invocation, markdown_table, write_section  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
-from napari_hypseg.core.device import inference_dtype, resolve_device  # noqa: E402
 from napari_hypseg.core.inference import latent_field  # noqa: E402
 from napari_hypseg.core.model import HypsegVAE  # noqa: E402
 from napari_hypseg.core.normalization import IntensityStats  # noqa: E402
@@ -102,7 +101,7 @@ def main() -> None:
     voxels = int(np.prod(args.shape))
     rows = [["volume", " x ".join(map(str, args.shape)) + f" float32 ({args.format}, memory-mapped)"],
             ["tile / batch", f"{args.tile} / {args.batch_size}"],
-            ["encoder arithmetic", f"precision auto = {str(inference_dtype(resolve_device('cpu'))).removeprefix('torch.')}"],
+            ["encoder arithmetic", f"precision auto = {auto_precision()}"],
             ["time", f"{seconds:.0f} s ({voxels / seconds / 1e3:.0f} k voxels/s)"],
             ["RSS before inference", f"{before['VmRSS']:.2f} GiB"],
             ["peak RSS, anonymous (the computation)", f"{sampler.peak['RssAnon']:.2f} GiB"],
@@ -114,7 +113,7 @@ def main() -> None:
         body = (f"{table}\n\nTarget: under 4 GB of resident memory beyond the memory-mapped input "
                 f"(the anonymous row) — {'met' if sampler.peak['RssAnon'] < 4 / 1.073741824 else 'not met'}.\n")
         path = write_section("inference_memory", "Dense inference: memory on a big volume", body,
-                             command="python benchmarks/inference_memory.py --report")
+                             command=invocation(__file__, None))
         print(f"written to {path}")
 
 

@@ -18,10 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import best_seconds, invocation, markdown_table, write_section  # noqa: E402
+from _report import auto_precision, best_seconds, invocation, markdown_table, write_section  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
-from napari_hypseg.core.device import inference_dtype, resolve_device  # noqa: E402
 from napari_hypseg.core.inference import latent_field  # noqa: E402
 from napari_hypseg.core.kmeans import PoincareKMeans  # noqa: E402
 from napari_hypseg.core.model import HypsegVAE  # noqa: E402
@@ -46,7 +45,7 @@ def main(argv=None) -> int:
     stats = IntensityStats.fit([image])
     model = HypsegVAE(config).eval()
     rows = []
-    auto = str(inference_dtype(resolve_device(args.device))).removeprefix("torch.")
+    auto = auto_precision(args.device)
     for context in sorted({config.context, config.patch_size, 5}):
         for precision in ("auto", "float32") if auto != "float32" else ("float32",):
             seconds = best_seconds(lambda c=context, p=precision: run_to_completion(

@@ -40,6 +40,16 @@ def wait(app, condition, timeout: float = 1800.0) -> None:
             raise TimeoutError("the widget did not finish in time")
 
 
+def run_to_end(app, widget, button, done: str, result) -> None:
+    """Click a widget's run button, wait until its worker ends, and fail if `result()` is still None."""
+    button.click()
+    started = time.monotonic()
+    wait(app, lambda: not widget.running)
+    print(f"{done} in {time.monotonic() - started:.0f} s")
+    if result() is None:
+        raise RuntimeError(f"{type(widget).__name__} produced no result; see the messages above")
+
+
 def settle(app, seconds: float = 0.5) -> None:
     """Let Qt lay out and paint (and vispy draw) before a screenshot."""
     end = time.monotonic() + seconds
@@ -123,12 +133,7 @@ def main() -> None:
     trainer.preset.setCurrentText("fast")
     trainer.form.set_values(steps=args.steps, checkpoint_every=max(50, args.steps // 3))
     trainer.checkpoint.setText(str(work / "models" / "toy-fast.pt"))
-    trainer.train_button.click()
-    started = time.monotonic()
-    wait(app, lambda: not trainer.running)
-    print(f"trained {args.steps} steps in {time.monotonic() - started:.0f} s")
-    if trainer.last_model is None:
-        raise RuntimeError("training produced no model; see the messages above")
+    run_to_end(app, trainer, trainer.train_button, f"trained {args.steps} steps", lambda: trainer.last_model)
     for name in ("truth level 1", "truth level 2", "truth level 3"):
         viewer.layers[name].visible = False
     # the file name the widget proposes for the next run (not created), instead of the temporary folder
@@ -143,12 +148,7 @@ def main() -> None:
     show_only(viewer, segment_dock)
     segmenter.image.value = image
     segmenter.n_fine.setValue(16)
-    segmenter.segment_button.click()
-    started = time.monotonic()
-    wait(app, lambda: not segmenter.running)
-    print(f"segmented in {time.monotonic() - started:.0f} s")
-    if segmenter.segmentation is None:
-        raise RuntimeError("segmentation produced no result; see the messages above")
+    run_to_end(app, segmenter, segmenter.segment_button, "segmented", lambda: segmenter.segmentation)
     segmenter.k_slider.setValue(4)
     segmenter.apply_level()
     segmenter.labels_layer.opacity = 0.55

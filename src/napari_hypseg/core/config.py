@@ -16,6 +16,11 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 """Arithmetic of the encoder at inference (see device.inference_dtype)."""
 
 
+def _non_negative_number(value: Any) -> bool:
+    """A finite int or float >= 0 (not a bool, which Python counts as an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
+
+
 @dataclass(frozen=True)
 class HypsegConfig:
     # --- model ---
@@ -102,8 +107,7 @@ class HypsegConfig:
              f"need 3 <= parent_min <= parent_max, got {self.parent_min}, {self.parent_max}")
         need(1 <= self.child_min <= self.child_max,
              f"need 1 <= child_min <= child_max, got {self.child_min}, {self.child_max}")
-        need(isinstance(self.intensity_jitter, (int, float)) and not isinstance(self.intensity_jitter, bool)
-             and 0 <= self.intensity_jitter < float("inf"),
+        need(_non_negative_number(self.intensity_jitter),
              f"intensity_jitter must be a number >= 0 (0 = off), got {self.intensity_jitter!r}")
         need(self.child_min < self.parent_min,
              f"child_min ({self.child_min}) must be smaller than parent_min ({self.parent_min})")
@@ -114,8 +118,7 @@ class HypsegConfig:
         need(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
         need(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         need(self.context >= 1, f"context must be >= 1, got {self.context}")
-        need(isinstance(self.latent_smoothing, (int, float)) and not isinstance(self.latent_smoothing, bool)
-             and 0 <= self.latent_smoothing < float("inf"),
+        need(_non_negative_number(self.latent_smoothing),
              f"latent_smoothing must be a number >= 0 (sigma in voxels; 0 = off), got {self.latent_smoothing!r}")
         need(self.triplet_margin >= 0 and self.triplet_weight >= 0 and self.kl_weight >= 0,
              "triplet_margin, triplet_weight and kl_weight must be >= 0")

@@ -194,9 +194,7 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     if linkage is not None and linkage not in LINKAGES[config.geometry]:
         raise ConfigError(f"linkage for a {config.geometry} model must be one of {LINKAGES[config.geometry]}, "
                           f"got {linkage!r}")
-    smoothing = config.latent_smoothing if latent_smoothing is None else latent_smoothing
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < math.inf:
-        raise ConfigError(f"latent_smoothing must be a number >= 0 (sigma in voxels), got {smoothing!r}")
+    smoothing = config.with_overrides(latent_smoothing=latent_smoothing).latent_smoothing  # checked there
     resolved = resolve_device(device)
     latents = yield from latent_field(trained.model, volume, trained.stats, context=context, tile=tile,
                                       device=resolved, out=latents_out, stop=stop, precision=precision)
