@@ -71,8 +71,11 @@ def git_revision() -> str:
         return "unknown"
 
 
-def write_section(key: str, title: str, body: str, *, command: str, device: str = "cpu") -> Path:
-    """Replace (or append) the section `key` of docs/benchmarks.md, stamped with machine and date."""
+def write_section(key: str, title: str, body: str, *, script: str, argv: list[str] | None,
+                  device: str = "cpu") -> Path:
+    """Replace (or append) the section `key` of docs/benchmarks.md, stamped with the command line that
+    reproduces it (`script` run with `argv`), the machine and the date; say where it went."""
+    command = invocation(script, argv)
     start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
     section = (f"{start}\n## {title}\n\n"
                f"Run `{command}` on {date.today().isoformat()} at revision {git_revision()}.\n"
@@ -83,6 +86,7 @@ def write_section(key: str, title: str, body: str, *, command: str, device: str 
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     REPORT.write_text(text)
+    print(f"written to {REPORT}")
     return REPORT
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import best_seconds, invocation, markdown_table, write_section  # noqa: E402
+from _report import best_seconds, markdown_table, write_section  # noqa: E402
 
 from napari_hypseg.core.hierarchy import ClusterHierarchy  # noqa: E402
 from napari_hypseg.core.segmentation import Segmentation  # noqa: E402
@@ -76,8 +76,7 @@ def main(argv=None) -> int:
     if not args.no_write:
         body = (f"A {args.side}³ volume of {args.n_fine} fine clusters; best of 3 per position. "
                 f"Target: under 100 ms per move.\n\n{table}\n")
-        command = invocation(__file__, argv)
-        print("written to", write_section("hierarchy_slider", "Hierarchy slider", body, command=command))
+        write_section("hierarchy_slider", "Hierarchy slider", body, script=__file__, argv=argv)
     return 0
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import auto_precision, invocation, markdown_table, write_section  # noqa: E402
+from _report import auto_precision, markdown_table, write_section  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
 from napari_hypseg.core.inference import latent_field  # noqa: E402
@@ -112,9 +112,8 @@ def main() -> None:
     if args.report:
         body = (f"{table}\n\nTarget: under 4 GB of resident memory beyond the memory-mapped input "
                 f"(the anonymous row) — {'met' if sampler.peak['RssAnon'] < 4 / 1.073741824 else 'not met'}.\n")
-        path = write_section("inference_memory", "Dense inference: memory on a big volume", body,
-                             command=invocation(__file__, None))
-        print(f"written to {path}")
+        write_section("inference_memory", "Dense inference: memory on a big volume", body, script=__file__,
+                      argv=None)
 
 
 if __name__ == "__main__":

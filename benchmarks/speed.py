@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import auto_precision, best_seconds, invocation, markdown_table, write_section  # noqa: E402
+from _report import auto_precision, best_seconds, markdown_table, write_section  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
 from napari_hypseg.core.inference import latent_field  # noqa: E402
@@ -76,10 +76,8 @@ def main(argv=None) -> int:
     if not args.no_write:
         body = (f"Preset `{args.preset}`, device `{args.device}`, best of 3 (training: one run of {steps} "
                 f"steps including start-up).\n\n{table}\n")
-        command = invocation(__file__, argv)
-        key = f"speed_{args.device.split(':')[0]}"
-        print("written to", write_section(key, f"Speed ({args.device})", body, command=command,
-                                          device=args.device))
+        write_section(f"speed_{args.device.split(':')[0]}", f"Speed ({args.device})", body, script=__file__,
+                      argv=argv, device=args.device)
     return 0
 
 

@@ -24,15 +24,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import invocation, markdown_table, write_section  # noqa: E402
+from _report import markdown_table, write_section  # noqa: E402
 from baselines import BASELINES  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
 from napari_hypseg.core.metrics import score_segmentation  # noqa: E402
 from napari_hypseg.core.progress import run_to_completion  # noqa: E402
-from napari_hypseg.core.inference import latent_field  # noqa: E402
-from napari_hypseg.core.kmeans import EuclideanKMeans, PoincareKMeans  # noqa: E402
-from napari_hypseg.core.segmentation import segment, smooth_latent_field  # noqa: E402
+from napari_hypseg.core.segmentation import clustering_field, kmeans_for, segment  # noqa: E402
 from napari_hypseg.core.synthetic import LEVEL_CLASSES, make_toy_volume  # noqa: E402
 from napari_hypseg.core.training import train  # noqa: E402
 
@@ -70,17 +68,11 @@ def timed_stages(work):
 
 def direct_kmeans_labels(trained, image, device: str, seed: int):
     """The paper's protocol: a fresh k-means of the (smoothed) latent field for each k, no tree."""
-    config = trained.config
-    latents = run_to_completion(latent_field(trained.model, image, trained.stats, device=device))
-    latents = smooth_latent_field(latents, config.latent_smoothing, geometry=config.geometry,
-                                  curvature=config.curvature)
+    latents = run_to_completion(clustering_field(trained, image, device=device))
     points = latents.reshape(-1, latents.shape[-1])
 
     def labels_at_k(k: int) -> np.ndarray:
-        if config.geometry == "hyperbolic":
-            kmeans = PoincareKMeans(k, curvature=config.curvature, random_state=seed)
-        else:
-            kmeans = EuclideanKMeans(k, random_state=seed)
+        kmeans = kmeans_for(trained.config, k, seed=seed, device=device)
         return (kmeans.fit(points).predict(points) + 1).reshape(image.shape)
 
     return labels_at_k
@@ -178,10 +170,8 @@ def main(argv=None) -> int:
                 f"Training patches/s counts parent, positive and negative patches.\n\n{table}\n\n"
                 f"Per-class Dice at level 3 (mean over all runs and test volumes):\n\n{per_class}\n")
         key = args.key or f"toy_ablation_{variant}_{args.device.split(':')[0]}"
-        command = invocation(__file__, argv)
-        path = write_section(key, f"Toy ablation ({variant}, {args.device})", body,
-                             command=command, device=args.device)
-        print(f"written to {path}")
+        write_section(key, f"Toy ablation ({variant}, {args.device})", body, script=__file__, argv=argv,
+                      device=args.device)
     return 0
 
 

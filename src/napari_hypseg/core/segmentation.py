@@ -165,6 +165,38 @@ def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "h
     return latents
 
 
+def clustering_field(trained, image, *, context: int | None = None, device="cpu", tile: int = 64,
+                     stop: threading.Event | None = None, latents_out: str | Path | None = None,
+                     latent_smoothing: float | None = None, precision: str = "auto"
+                     ) -> Generator[Progress, None, np.ndarray | None]:
+    """The latent field that is clustered: dense inference of `image` (a checked volume array), then
+    the model's spatial smoothing (or `latent_smoothing`, checked by the configuration).
+
+    Yields inference Progress; returns the (Z, Y, X, d) field, or None if `stop` was set.
+    """
+    from .inference import latent_field
+
+    config = trained.config
+    smoothing = config.with_overrides(latent_smoothing=latent_smoothing).latent_smoothing
+    latents = yield from latent_field(trained.model, image, trained.stats, context=context, tile=tile,
+                                      device=device, out=latents_out, stop=stop, precision=precision)
+    if latents is None or smoothing <= 0:
+        return latents
+    if not latents.flags.writeable:
+        latents = np.array(latents)
+    return smooth_latent_field(latents, smoothing, geometry=config.geometry, curvature=float(config.curvature))
+
+
+def kmeans_for(config, n_clusters: int, *, seed: int = 0, device="cpu", max_fit_samples: int = 200_000):
+    """The k-means of the model's geometry: PoincareKMeans in the ball, EuclideanKMeans otherwise."""
+    from .kmeans import EuclideanKMeans, PoincareKMeans
+
+    if config.geometry == "hyperbolic":
+        return PoincareKMeans(n_clusters, curvature=config.curvature, max_fit_samples=max_fit_samples,
+                              random_state=seed, device=device)
+    return EuclideanKMeans(n_clusters, max_fit_samples=max_fit_samples, random_state=seed)
+
+
 def segment(trained, image, *, n_fine: int = 16, context: int | None = None, device: str = "auto",
             tile: int = 64, stop: threading.Event | None = None, seed: int = 0,
             max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None,
@@ -182,8 +214,6 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     (bfloat16 where the hardware has it natively), "float32" or "bfloat16" (see device.inference_dtype).
     """
     from .device import resolve_device
-    from .inference import latent_field
-    from .kmeans import EuclideanKMeans, PoincareKMeans
 
     if isinstance(n_fine, bool) or not isinstance(n_fine, Integral) or not 1 <= n_fine <= MAX_FINE_CLUSTERS:
         raise ConfigError(f"n_fine must be an integer from 1 to {MAX_FINE_CLUSTERS}, got {n_fine!r}")
@@ -194,23 +224,15 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     if linkage is not None and linkage not in LINKAGES[config.geometry]:
         raise ConfigError(f"linkage for a {config.geometry} model must be one of {LINKAGES[config.geometry]}, "
                           f"got {linkage!r}")
-    smoothing = config.with_overrides(latent_smoothing=latent_smoothing).latent_smoothing  # checked there
+    config.with_overrides(latent_smoothing=latent_smoothing)  # checked before the long work starts
     resolved = resolve_device(device)
-    latents = yield from latent_field(trained.model, volume, trained.stats, context=context, tile=tile,
-                                      device=resolved, out=latents_out, stop=stop, precision=precision)
+    latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
+                                          latents_out=latents_out, latent_smoothing=latent_smoothing,
+                                          precision=precision)
     if latents is None:
         return None
-    if smoothing > 0:
-        if not latents.flags.writeable:
-            latents = np.array(latents)
-        smooth_latent_field(latents, smoothing, geometry=config.geometry, curvature=float(config.curvature))
     points = latents.reshape(-1, latents.shape[-1])
-    hyperbolic = config.geometry == "hyperbolic"
-    if hyperbolic:
-        kmeans = PoincareKMeans(n_fine, curvature=config.curvature, max_fit_samples=max_fit_samples,
-                                random_state=seed, device=resolved)
-    else:
-        kmeans = EuclideanKMeans(n_fine, max_fit_samples=max_fit_samples, random_state=seed)
+    kmeans = kmeans_for(config, n_fine, seed=seed, device=resolved, max_fit_samples=max_fit_samples)
     n_chunks = -(-len(points) // kmeans.chunk_size)
     yield Progress("cluster", 0, n_chunks + 1, message=f"fitting {n_fine} clusters")
     kmeans.fit(points)
