@@ -44,6 +44,9 @@ ABLATIONS = {
     "Hyperbolic + gyroplane": dict(geometry="hyperbolic", gyroplane=True, triplet=False),
     "Hyperbolic + triplet": dict(geometry="hyperbolic", gyroplane=False, triplet=True),
     "Hyperbolic + gyroplane + triplet (ours)": dict(geometry="hyperbolic", gyroplane=True, triplet=True),
+    # Control: the full model after 5 steps, nearly its random initial filters -- what training adds.
+    "Hyperbolic + gyroplane + triplet, 5 training steps (control)": dict(geometry="hyperbolic", gyroplane=True,
+                                                                          triplet=True, steps=5),
 }
 
 
@@ -133,7 +136,7 @@ def main(argv=None) -> int:
             continue
         scores, direct, patches_per_s, infer_s, cluster_s = [], [], [], [], []
         for train_seed in train_seeds:
-            config = get_preset(args.preset, steps=args.steps, seed=train_seed, **overrides)
+            config = get_preset(args.preset, **{"steps": args.steps, "seed": train_seed, **overrides})
             trained, train_seconds = timed_stages(train(train_images, config, device=args.device))
             patches_per_s.append(3 * config.batch_size * config.steps / train_seconds["train"])
             run = []
