@@ -7,6 +7,7 @@ directly into k groups (as does one extra row of our full model, the paper's pro
 
     python benchmarks/toy_ablation.py                 # CPU budget: one training seed, about 10 minutes on 2 cores
     python benchmarks/toy_ablation.py --train-seeds 0 1 2   # mean ± spread over three trainings of every model
+    python benchmarks/toy_ablation.py --n-test 20 --train-seeds 0 1 2   # the paper's 20 test volumes: under an hour
     python benchmarks/toy_ablation.py --device cuda --steps 4000 --n-test 20 --key toy_ablation_gpu
 
 Models trained with different seeds differ by a few hundredths of Dice on these volumes, which is as
