@@ -224,7 +224,6 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     if linkage is not None and linkage not in LINKAGES[config.geometry]:
         raise ConfigError(f"linkage for a {config.geometry} model must be one of {LINKAGES[config.geometry]}, "
                           f"got {linkage!r}")
-    config.with_overrides(latent_smoothing=latent_smoothing)  # checked before the long work starts
     resolved = resolve_device(device)
     latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
                                           latents_out=latents_out, latent_smoothing=latent_smoothing,
