@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from napari_hypseg.core.config import get_preset
+from napari_hypseg.core.errors import ConfigError
+from napari_hypseg.core.losses import local_texture
 from napari_hypseg.core.model import HypsegVAE
 
 
@@ -46,9 +48,10 @@ def test_shapes():
     mu, sigma = model.encode(x)
     assert mu.shape == sigma.shape == (2, cfg.latent_dim, 3, 3, 3)
     assert (sigma > 0).all()
-    assert model.decode(mu).shape == x.shape
+    assert model.decode(mu).shape == (2, 2, *x.shape[2:])  # intensity and texture amplitude
+    assert HypsegVAE(tiny(latent_grid=3, texture_weight=0.0)).decode(mu).shape == x.shape
     losses = model.loss(x, x, x)
-    assert set(losses) == {"total", "recon", "kl", "triplet", "elbo"}
+    assert set(losses) == {"total", "recon", "kl", "triplet", "texture", "elbo"}
     assert all(v.dim() == 0 for v in losses.values())
 
 
@@ -78,6 +81,8 @@ def test_dense_mean_equals_encoding_every_patch(geometry):
     dict(geometry="hyperbolic", triplet=False),
     dict(geometry="euclidean", triplet=False),
     dict(geometry="hyperbolic", curvature=2.5, latent_dim=2),
+    dict(geometry="hyperbolic", texture_weight=0.0),
+    dict(geometry="euclidean", texture_weight=0.0),
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_loss_and_gradients_are_finite(overrides):
     cfg = tiny(**overrides)
@@ -89,6 +94,11 @@ def test_loss_and_gradients_are_finite(overrides):
         expected = expected + cfg.triplet_weight * losses["triplet"]
     else:
         assert not losses["triplet"].requires_grad
+    if cfg.texture_weight > 0:
+        assert losses["texture"] > 0
+        expected = expected + cfg.texture_weight * losses["texture"]
+    else:
+        assert losses["texture"] == 0
     torch.testing.assert_close(losses["total"], expected)
     losses["total"].backward()
     grads = [p.grad for p in model.parameters()]
@@ -142,6 +152,41 @@ def test_a_few_adam_steps_reduce_the_loss(overrides):
     after = evaluate()
     assert after["total"] < 0.7 * before["total"]
     assert after["recon"] - constant < 0.85 * (before["recon"] - constant)
+
+
+def test_local_texture_ignores_brightness_and_smooth_gradients():
+    noise = torch.randn(2, 1, 11, 11, 11, generator=torch.Generator().manual_seed(0))
+    texture = local_texture(noise)
+    assert texture.shape == noise.shape
+    assert 0.8 < texture.mean() < 1.1                             # white noise of std 1 is textured
+    torch.testing.assert_close(local_texture(noise + 5.0), texture, atol=1e-5, rtol=1e-5)  # brightness
+    torch.testing.assert_close(local_texture(3.0 * noise), 3.0 * texture)                  # contrast
+    axis = torch.linspace(-4, 4, 11)
+    ramp = sum(c * a for c, a in zip((0.5, -1.0, 2.0), torch.meshgrid(axis, axis, axis, indexing="ij")))
+    assert local_texture(ramp[None, None])[..., 2:-2, 2:-2, 2:-2].max() < 1e-3  # a smooth ramp has none
+
+
+def test_texture_term_is_learnt():
+    cfg = tiny(texture_weight=30.0, triplet=False)
+    model = HypsegVAE(cfg)
+    g = torch.Generator().manual_seed(2)
+    s = cfg.input_size
+    # half the patches rough (noise), half smooth ramps: the latent must tell them apart
+    rough = 0.7 * torch.randn(4, 1, s, s, s, generator=g)
+    batch = [torch.cat([rough[:2], structured_batch(2, s, i)]) for i in range(3)]
+    before = model.loss(*batch)["texture"].item()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        optimiser.zero_grad()
+        model.loss(*batch)["total"].backward()
+        optimiser.step()
+    assert model.loss(*batch)["texture"].item() < 0.5 * before
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "30"])
+def test_bad_texture_weight_is_refused(bad):
+    with pytest.raises(ConfigError, match="texture_weight must be a number >= 0"):
+        tiny(texture_weight=bad)
 
 
 def test_same_seed_same_weights_and_loss_and_the_global_rng_is_untouched():

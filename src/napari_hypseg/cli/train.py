@@ -35,6 +35,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--intensity-jitter", type=float, default=None, metavar="S",
                         help="spread of the random brightness offset of each training patch; 0 where "
                              "brightness alone defines the classes (default: the preset's)")
+    parser.add_argument("--texture-weight", type=float, default=None, metavar="W",
+                        help="weight of the texture reconstruction target; 0 = off, the paper's objective "
+                             "(default: the preset's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the whole run (default: the preset's)")
     parser.add_argument("--resume", type=Path, default=None, metavar="MODEL",
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         base = get_preset(args.preset or DEFAULT_PRESET)
     config = base.with_overrides(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                                 intensity_jitter=args.intensity_jitter, seed=args.seed,
+                                 intensity_jitter=args.intensity_jitter, texture_weight=args.texture_weight,
+                                 seed=args.seed,
                                  checkpoint_every=args.checkpoint_every)
     volumes = [read_volume(path).data for path in args.volumes]
     out.parent.mkdir(parents=True, exist_ok=True)

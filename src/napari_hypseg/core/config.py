@@ -48,6 +48,10 @@ class HypsegConfig:
     batch). The paper's beta = 1e3 multiplied an ELBO summed over a batch of 128 patches, which is
     1e3 / 128 in this scaling."""
     kl_weight: float = 1.0
+    texture_weight: float = 0.0
+    """Weight of a second reconstruction target: each patch's local texture amplitude (local_texture
+    in losses.py). The best Gaussian reconstruction of a random-phase texture is its local mean, so
+    the ELBO alone gives the latent no reason to encode texture; this term does. 0 = off (the paper)."""
     # --- sampling ---
     parent_min: int = 5
     parent_max: int = 34
@@ -120,6 +124,8 @@ class HypsegConfig:
         need(self.context >= 1, f"context must be >= 1, got {self.context}")
         need(_non_negative_number(self.latent_smoothing),
              f"latent_smoothing must be a number >= 0 (sigma in voxels; 0 = off), got {self.latent_smoothing!r}")
+        need(_non_negative_number(self.texture_weight),
+             f"texture_weight must be a number >= 0 (0 = off), got {self.texture_weight!r}")
         need(self.triplet_margin >= 0 and self.triplet_weight >= 0 and self.kl_weight >= 0,
              "triplet_margin, triplet_weight and kl_weight must be >= 0")
         return self
@@ -153,10 +159,12 @@ PRESETS: dict[str, HypsegConfig] = {
     # filters, 300 hidden units, K = 8 samples, batch 128, triplet margin 0.2 and weight 1e3.
     "paper": HypsegConfig(batch_size=128, steps=15000, learning_rate=5e-5, checkpoint_every=1000),
     # Good segmentations quickly on a CPU: a slimmer encoder, fewer samples, a larger learning rate,
-    # per-patch brightness jitter with the paper's triplet weight (over three training seeds the best
-    # of the settings tried on the toy volumes); 300 steps scored as well as 600 (docs/tuning.md).
+    # per-patch brightness jitter with the paper's triplet weight and a texture reconstruction target
+    # (over three training seeds the best of the settings tried on the toy volumes); 300 steps scored
+    # as well as 600 (docs/tuning.md).
     "fast": HypsegConfig(
         intensity_jitter=2.0,
+        texture_weight=30.0,
         latent_dim=3,
         encoder_channels=(16, 32, 32, 64),
         hidden=64,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .manifold import DiagonalNormal, WrappedNormal, dist
 
@@ -22,6 +23,26 @@ def gaussian_nll(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     n_voxels = x[0].numel()
     squared = (reconstruction - x).pow(2).flatten(start_dim=reconstruction.dim() - x.dim() + 1)
     return 0.5 * squared.sum(-1) + 0.5 * n_voxels * _LOG_2PI
+
+
+def local_texture(x: torch.Tensor) -> torch.Tensor:
+    """Local texture amplitude of patches x (N, 1, D, H, W), same shape: the root mean square, over
+    each voxel's 3³ neighbourhood, of the high-pass part x - (3³ box mean of x); edges replicated.
+
+    Unlike the intensity of a random-phase texture, this amplitude is smooth and predictable from a
+    summary of the patch, so reconstructing it makes the latent encode how textured a region is."""
+    def box_mean(v: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool3d(F.pad(v, (1,) * 6, mode="replicate"), 3, stride=1)
+
+    return box_mean((x - box_mean(x)).pow(2)).clamp_min(1e-12).sqrt()
+
+
+def texture_error(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """Half the squared error of `reconstruction` (..., N, 1, D, H, W) against x's local_texture,
+    summed over each patch's voxels: (..., N). (gaussian_nll without its constant, which would
+    only shift the reported total by texture_weight times it.)"""
+    target = local_texture(x)
+    return 0.5 * (reconstruction - target).pow(2).flatten(start_dim=reconstruction.dim() - x.dim() + 1).sum(-1)
 
 
 def monte_carlo_kl(posterior: WrappedNormal | DiagonalNormal, prior: WrappedNormal | DiagonalNormal,

@@ -12,7 +12,7 @@ from torch import nn
 
 from .config import HypsegConfig
 from .gyroplane import GyroplaneConv3d
-from .losses import gaussian_nll, hierarchical_triplet, monte_carlo_kl
+from .losses import gaussian_nll, hierarchical_triplet, monte_carlo_kl, texture_error
 from .manifold import DiagonalNormal, WrappedNormal, expmap0, logmap0
 
 SIGMA_FLOOR = 1e-5
@@ -40,7 +40,8 @@ class HypsegVAE(nn.Module):
     Decoder: the latent volume -> ``hidden`` features at one voxel (GyroplaneConv3d with kernel
     latent_grid; log_0 + Conv3d; or Conv3d for the Euclidean model), ReLU, a transposed convolution
     back to the latent grid's side, the encoder's layers mirrored as unpadded transposed convolutions
-    up to ``input_size``, and a linear 1x1x1 output (intensities are z-scored, hence signed).
+    up to ``input_size``, and a linear 1x1x1 output (intensities are z-scored, hence signed): the
+    intensity, and with ``texture_weight`` > 0 a second channel, the local texture amplitude.
 
     Randomness (initial weights, posterior samples) comes from generators seeded by ``config.seed``.
     """
@@ -74,7 +75,7 @@ class HypsegVAE(nn.Module):
             decoder: list[nn.Module] = [nn.ReLU(), nn.ConvTranspose3d(hidden, mirrored[0], g), nn.ReLU()]
             for c_in, c_out in zip(mirrored[:-1], mirrored[1:]):
                 decoder += [nn.ConvTranspose3d(c_in, c_out, k), nn.ReLU()]
-            decoder += [nn.Conv3d(channels[0], 1, 1)]
+            decoder += [nn.Conv3d(channels[0], 2 if config.texture_weight > 0 else 1, 1)]
             self.decoder = nn.Sequential(*decoder)
         self._initialise(torch.Generator().manual_seed(config.seed))
 
@@ -135,7 +136,8 @@ class HypsegVAE(nn.Module):
     # --- decoder -------------------------------------------------------------------------------
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent volumes z (N, d, g, g, g) (points of the ball when hyperbolic) -> reconstructions
-        (N, 1, input_size, input_size, input_size)."""
+        (N, C, input_size, input_size, input_size): C = 1 (intensity), or 2 (intensity, local texture
+        amplitude) with ``texture_weight`` > 0."""
         if self.hyperbolic and not isinstance(self.decoder_input, GyroplaneConv3d):
             z = logmap0(z.movedim(1, -1), self.curvature).movedim(-1, 1)
         return self.decoder(self.decoder_input(z))
@@ -149,14 +151,17 @@ class HypsegVAE(nn.Module):
         KL (log q - log p over ``n_samples`` samples) summed over latent dims and grid voxels -- then
         averaged over samples and over all 3B patches; the triplet term is averaged over the B
         triplets. So losses do not grow with the batch size.
-            total = recon + kl_weight * kl + triplet_weight * triplet   (triplet only if config.triplet)
+            total = recon + kl_weight * kl + triplet_weight * triplet + texture_weight * texture
+        (triplet only if config.triplet; texture, half the squared error of the reconstructed local
+        texture amplitude summed over voxels (losses.texture_error), only if texture_weight > 0)
         The released code summed the parent patches' ELBO over a batch of 128 and added 1e3 x the
         batch-mean triplet; divided by the batch size, that is triplet_weight = 1e3 / 128 ~ 7.8 here
         (for 10^3-voxel patches; the recon term grows with S^3). triplet_weight = 1e3 weighs the
         triplet ~128x more than the paper did.
 
         Returns scalar tensors: "total" (to minimise), "recon", "kl", "triplet" (reported, detached,
-        when the triplet is off) and "elbo" = recon + kl, the negative ELBO in nats per patch.
+        when the triplet is off), "texture" (0 when off) and "elbo" = recon + kl, the negative ELBO in
+        nats per patch.
         Noise comes from ``generator`` if given, else from the model's own generator for the device.
         """
         cfg = self.config
@@ -170,8 +175,12 @@ class HypsegVAE(nn.Module):
         generator = generator if generator is not None else self._generator_for(x.device)
         z, kl = monte_carlo_kl(self.posterior(mu.movedim(1, -1), sigma.movedim(1, -1)), self.prior(mu),
                                cfg.n_samples, generator)  # z (K, 3B, g, g, g, d), kl (K, 3B, g, g, g)
-        reconstruction = self.decode(z.flatten(0, 1).movedim(-1, 1))
-        recon = gaussian_nll(x, reconstruction.unflatten(0, (cfg.n_samples, x.shape[0]))).mean()
+        reconstruction = self.decode(z.flatten(0, 1).movedim(-1, 1)).unflatten(0, (cfg.n_samples, x.shape[0]))
+        recon = gaussian_nll(x, reconstruction[:, :, :1]).mean()
+        if cfg.texture_weight > 0:
+            texture = texture_error(x, reconstruction[:, :, 1:]).mean()
+        else:
+            texture = torch.zeros((), device=x.device)
         kl = kl.flatten(start_dim=2).sum(-1).mean()
 
         centre = cfg.latent_grid // 2
@@ -183,4 +192,7 @@ class HypsegVAE(nn.Module):
             total = total + cfg.triplet_weight * triplet
         else:
             triplet = triplet.detach()
-        return {"total": total, "recon": recon, "kl": kl, "triplet": triplet, "elbo": recon + kl}
+        if cfg.texture_weight > 0:
+            total = total + cfg.texture_weight * texture
+        return {"total": total, "recon": recon, "kl": kl, "triplet": triplet, "texture": texture,
+                "elbo": recon + kl}

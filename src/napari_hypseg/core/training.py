@@ -33,7 +33,7 @@ __all__ = ["TrainedModel", "train"]
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")
 """Settings a resumed run may change: how long to go on and how often to save, nothing that
 changes what one step does."""
-REPORTED_METRICS = ("total", "recon", "kl", "triplet")
+REPORTED_METRICS = ("total", "recon", "kl", "triplet", "texture")
 
 
 def train(
@@ -47,7 +47,7 @@ def train(
 ) -> Generator[Progress, None, TrainedModel]:
     """Train on `volumes` (raw intensities; normalised here) for `config.steps` steps.
 
-    Yields a Progress per step (metrics: total, recon, kl, triplet, patches_per_s — 3 patches per
+    Yields a Progress per step (metrics: total, recon, kl, triplet, texture, patches_per_s — 3 patches per
     triplet —, eta_s, lr); the first event names the device. With `checkpoint_path`, saves every
     `config.checkpoint_every` steps, at the end, on a stop request and when the generator is closed.
     `resume` continues a checkpoint's run (its configuration is used when `config` is None; a

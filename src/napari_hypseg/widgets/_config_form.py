@@ -35,6 +35,7 @@ LABELS = {
     "n_samples": "posterior samples",
     "log_uniform_parent": "log-uniform parent size",
     "intensity_jitter": "brightness jitter",
+    "texture_weight": "texture weight",
     "checkpoint_every": "checkpoint every",
 }
 
@@ -69,6 +70,9 @@ TOOLTIPS = {
     "intensity_jitter": "Spread of a random brightness offset given to each training patch, so that "
                         "structures are told apart by texture, not only by brightness (0 = off; "
                         "turn it off where brightness alone defines the classes, e.g. some MRI).",
+    "texture_weight": "Weight of a second reconstruction target, each patch's local texture amplitude, "
+                      "so that the latent encodes how textured a region is as well as its brightness "
+                      "(0 = off, the paper's objective).",
     "child_min": "Smallest side (voxels) of the child patches.",
     "child_max": "Largest side (voxels) of the child patches.",
     "steps": "Training steps (mini-batches). More steps: better embeddings, longer training. Stop "
