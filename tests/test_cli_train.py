@@ -36,7 +36,7 @@ def test_train_writes_a_model_and_resume_continues_it(volumes, tmp_path, capsys)
     trained = load_checkpoint(out)
     assert trained.step == 2 and trained.config.seed == 3 and trained.config.batch_size == 4
     assert trained.config.intensity_jitter == 2.0          # the fast preset's
-    assert trained.config.texture_weight == 30.0
+    assert trained.config.texture_weight == 0.0            # opt-in
 
     # resume into the same file: settings come from the model, only --steps changes
     assert main(["train", *volumes, "--out", str(out), "--resume", str(out), "--steps", "3",
@@ -55,10 +55,10 @@ def test_intensity_jitter_option_sets_the_model(volumes, tmp_path):
 
 
 def test_texture_weight_option_sets_the_model(volumes, tmp_path):
-    out = tmp_path / "plain.pt"
-    assert main(["train", *volumes, "--out", str(out), "--steps", "1", "--texture-weight", "0", *TINY]) == 0
+    out = tmp_path / "texture.pt"
+    assert main(["train", *volumes, "--out", str(out), "--steps", "1", "--texture-weight", "30", *TINY]) == 0
     trained = load_checkpoint(out)
-    assert trained.config.texture_weight == 0.0 and trained.model.decoder[-1].out_channels == 1
+    assert trained.config.texture_weight == 30.0 and trained.model.decoder[-1].out_channels == 2
     assert main(["train", *volumes, "--out", str(tmp_path / "bad.pt"), "--steps", "1",
                  "--texture-weight", "nan", *TINY]) == 2
     assert not (tmp_path / "bad.pt").exists()

@@ -48,8 +48,9 @@ def test_shapes():
     mu, sigma = model.encode(x)
     assert mu.shape == sigma.shape == (2, cfg.latent_dim, 3, 3, 3)
     assert (sigma > 0).all()
-    assert model.decode(mu).shape == (2, 2, *x.shape[2:])  # intensity and texture amplitude
-    assert HypsegVAE(tiny(latent_grid=3, texture_weight=0.0)).decode(mu).shape == x.shape
+    assert model.decode(mu).shape == x.shape
+    textured = HypsegVAE(tiny(latent_grid=3, texture_weight=30.0))
+    assert textured.decode(mu).shape == (2, 2, *x.shape[2:])  # intensity and texture amplitude
     losses = model.loss(x, x, x)
     assert set(losses) == {"total", "recon", "kl", "triplet", "texture", "elbo"}
     assert all(v.dim() == 0 for v in losses.values())
@@ -81,8 +82,9 @@ def test_dense_mean_equals_encoding_every_patch(geometry):
     dict(geometry="hyperbolic", triplet=False),
     dict(geometry="euclidean", triplet=False),
     dict(geometry="hyperbolic", curvature=2.5, latent_dim=2),
-    dict(geometry="hyperbolic", texture_weight=0.0),
-    dict(geometry="euclidean", texture_weight=0.0),
+    dict(geometry="hyperbolic", texture_weight=30.0),
+    dict(geometry="hyperbolic", gyroplane=False, triplet=False, texture_weight=30.0),
+    dict(geometry="euclidean", texture_weight=30.0),
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_loss_and_gradients_are_finite(overrides):
     cfg = tiny(**overrides)
