@@ -70,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
         base = get_preset(args.preset or DEFAULT_PRESET)
     config = base.with_overrides(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                  intensity_jitter=args.intensity_jitter, texture_weight=args.texture_weight,
-                                 seed=args.seed,
-                                 checkpoint_every=args.checkpoint_every)
+                                 seed=args.seed, checkpoint_every=args.checkpoint_every)
     volumes = [read_volume(path).data for path in args.volumes]
     out.parent.mkdir(parents=True, exist_ok=True)
 

@@ -20,9 +20,14 @@ def gaussian_nll(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     x (N, C, D, H, W); reconstruction (..., N, C, D, H, W) (e.g. one per posterior sample).
     Returns (..., N) in nats per patch: intensities are z-scored, so a unit-variance Gaussian is
     the natural likelihood, and summing over voxels keeps the KL on the scale of a true ELBO."""
-    n_voxels = x[0].numel()
+    return _half_squared_error(x, reconstruction) + 0.5 * x[0].numel() * _LOG_2PI
+
+
+def _half_squared_error(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """0.5 * sum over each patch's voxels of (reconstruction - x)^2: x (N, C, D, H, W),
+    reconstruction (..., N, C, D, H, W) -> (..., N)."""
     squared = (reconstruction - x).pow(2).flatten(start_dim=reconstruction.dim() - x.dim() + 1)
-    return 0.5 * squared.sum(-1) + 0.5 * n_voxels * _LOG_2PI
+    return 0.5 * squared.sum(-1)
 
 
 def local_texture(x: torch.Tensor) -> torch.Tensor:
@@ -41,8 +46,7 @@ def texture_error(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor
     """Half the squared error of `reconstruction` (..., N, 1, D, H, W) against x's local_texture,
     summed over each patch's voxels: (..., N). (gaussian_nll without its constant, which would
     only shift the reported total by texture_weight times it.)"""
-    target = local_texture(x)
-    return 0.5 * (reconstruction - target).pow(2).flatten(start_dim=reconstruction.dim() - x.dim() + 1).sum(-1)
+    return _half_squared_error(local_texture(x), reconstruction)
 
 
 def monte_carlo_kl(posterior: WrappedNormal | DiagonalNormal, prior: WrappedNormal | DiagonalNormal,

@@ -187,12 +187,10 @@ class HypsegVAE(nn.Module):
         means = mu[:, :, centre, centre, centre]
         triplet = hierarchical_triplet(*means.split(batch), margin=cfg.triplet_margin,
                                        curvature=self.curvature if self.hyperbolic else None)
-        total = recon + cfg.kl_weight * kl
+        total = recon + cfg.kl_weight * kl + cfg.texture_weight * texture
         if cfg.triplet:
             total = total + cfg.triplet_weight * triplet
         else:
             triplet = triplet.detach()
-        if cfg.texture_weight > 0:
-            total = total + cfg.texture_weight * texture
         return {"total": total, "recon": recon, "kl": kl, "triplet": triplet, "texture": texture,
                 "elbo": recon + kl}
