@@ -26,16 +26,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import markdown_table, write_section  # noqa: E402
-from baselines import BASELINES  # noqa: E402
+from napari_hypseg.core.baselines import BASELINES  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
-from napari_hypseg.core.metrics import score_segmentation  # noqa: E402
+from napari_hypseg.core.evaluation import LEVEL_K, score_levels  # noqa: E402
 from napari_hypseg.core.progress import run_to_completion  # noqa: E402
 from napari_hypseg.core.segmentation import clustering_field, kmeans_for, segment  # noqa: E402
 from napari_hypseg.core.synthetic import LEVEL_CLASSES, make_toy_volume  # noqa: E402
 from napari_hypseg.core.training import train  # noqa: E402
 
-LEVEL_K = {1: 2, 2: 4, 3: 8}
 PAPER = {"Hyperbolic + gyroplane + triplet (paper)": (0.952, 0.541, 0.216)}
 
 ABLATIONS = {
@@ -80,10 +79,6 @@ def direct_kmeans_labels(trained, image, device: str, seed: int):
         return (kmeans.fit(points).predict(points) + 1).reshape(image.shape)
 
     return labels_at_k
-
-
-def score_levels(labels_at_k, truths) -> dict[int, object]:
-    return {level: score_segmentation(labels_at_k(k), truths[level]) for level, k in LEVEL_K.items()}
 
 
 def main(argv=None) -> int:

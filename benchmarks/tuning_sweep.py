@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from napari_hypseg.core.config import get_preset
+from napari_hypseg.core.evaluation import LEVEL_K
 from napari_hypseg.core.metrics import score_segmentation
 from napari_hypseg.core.progress import run_to_completion
 from napari_hypseg.core.segmentation import segment
@@ -24,7 +25,6 @@ from napari_hypseg.core.synthetic import make_toy_volume
 from napari_hypseg.core.training import train
 
 DEFAULT_EVAL = [[9, 0.0], [9, 1.0], [9, 1.5], [9, 2.0], [9, 1.5, 24], [5, 1.0], [5, 2.0]]
-LEVEL_K = {1: 2, 2: 4, 3: 8}
 
 
 def main(argv=None) -> int:

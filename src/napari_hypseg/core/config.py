@@ -13,6 +13,7 @@ from .errors import ConfigError
 
 GEOMETRIES = ("hyperbolic", "euclidean")
 PRECISIONS = ("auto", "float32", "bfloat16")
+TEXTURE_DESCRIPTOR_NAMES = ("amplitude", "oriented")
 """Arithmetic of the encoder at inference (see device.inference_dtype)."""
 
 
@@ -52,6 +53,10 @@ class HypsegConfig:
     """Weight of a second reconstruction target: each patch's local texture amplitude (local_texture
     in losses.py). The best Gaussian reconstruction of a random-phase texture is its local mean, so
     the ELBO alone gives the latent no reason to encode texture; this term does. 0 = off (the paper)."""
+    texture_descriptor: str = "amplitude"
+    """What the texture target is (losses.TEXTURE_DESCRIPTORS): "amplitude" (the local texture
+    amplitude) or "oriented" (the amplitude and the share of gradient energy along each axis, which
+    tells textures of different orientation apart)."""
     # --- sampling ---
     parent_min: int = 5
     parent_max: int = 34
@@ -79,6 +84,12 @@ class HypsegConfig:
     """Sigma (voxels) of a Gaussian that smooths the latent field before clustering (in the tangent
     space at the origin for the hyperbolic model, plainly for the Euclidean one); 0 = off. It removes
     voxel-scale noise of the encoder; it helps levels 2 and 3 most (see docs/tuning.md)."""
+    hierarchy_scales: tuple[tuple[int, float], ...] = ((8, 2.0), (4, 6.0))
+    """Coarse levels on coarse context: (k, sigma) pairs, k decreasing. Once the tree over the fine
+    clusters is down to k groups, it compares groups by their latents averaged over a Gaussian
+    neighbourhood of sigma voxels (segmentation.regional_descriptors) instead of by their centroids,
+    so the top of the hierarchy follows what surrounds a region (an organelle joins the cell around
+    it) and the bottom what the region is. () = one tree on the centroids alone."""
 
     @property
     def patch_size(self) -> int:
@@ -126,6 +137,14 @@ class HypsegConfig:
              f"latent_smoothing must be a number >= 0 (sigma in voxels; 0 = off), got {self.latent_smoothing!r}")
         need(_non_negative_number(self.texture_weight),
              f"texture_weight must be a number >= 0 (0 = off), got {self.texture_weight!r}")
+        scales = self.hierarchy_scales
+        need(isinstance(scales, tuple) and all(
+            isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], int) and not isinstance(pair[0], bool)
+            and pair[0] >= 1 and _non_negative_number(pair[1]) for pair in scales)
+             and [k for k, _ in scales] == sorted({k for k, _ in scales}, reverse=True),
+             f"hierarchy_scales must be (k, sigma) pairs with k >= 1 strictly decreasing and sigma >= 0, got {scales!r}")
+        need(self.texture_descriptor in TEXTURE_DESCRIPTOR_NAMES,
+             f"texture_descriptor must be one of {TEXTURE_DESCRIPTOR_NAMES}, got {self.texture_descriptor!r}")
         need(self.triplet_margin >= 0 and self.triplet_weight >= 0 and self.kl_weight >= 0,
              "triplet_margin, triplet_weight and kl_weight must be >= 0")
         return self
@@ -143,6 +162,8 @@ class HypsegConfig:
         values = dict(values)
         if "encoder_channels" in values:
             values["encoder_channels"] = tuple(values["encoder_channels"])
+        if "hierarchy_scales" in values:
+            values["hierarchy_scales"] = tuple(tuple(pair) for pair in values["hierarchy_scales"])
         return cls(**values).validate()
 
     def with_overrides(self, **overrides: Any) -> HypsegConfig:
@@ -159,11 +180,12 @@ PRESETS: dict[str, HypsegConfig] = {
     # filters, 300 hidden units, K = 8 samples, batch 128, triplet margin 0.2 and weight 1e3.
     "paper": HypsegConfig(batch_size=128, steps=15000, learning_rate=5e-5, checkpoint_every=1000),
     # Good segmentations quickly on a CPU: a slimmer encoder, fewer samples, a larger learning rate,
-    # per-patch brightness jitter with the paper's triplet weight (over three training seeds the best
-    # of the settings tried on the toy volumes); 300 steps scored as well as 600 (docs/tuning.md).
-    # texture_weight 30 scored higher still but stays opt-in: one ablation configuration diverged.
+    # per-patch brightness jitter with the paper's triplet weight, and the texture target (weight 30):
+    # the best of the settings tried on the toy validation volumes (docs/tuning.md); 300 steps scored
+    # as well as 600.
     "fast": HypsegConfig(
         intensity_jitter=2.0,
+        texture_weight=30.0,
         latent_dim=3,
         encoder_channels=(16, 32, 32, 64),
         hidden=64,

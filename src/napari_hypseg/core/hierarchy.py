@@ -115,15 +115,21 @@ class ClusterHierarchy:
     linkage: str
     merges: np.ndarray
     heights: np.ndarray
+    coarser: list = field(default_factory=list, repr=False)
+    """(k, descriptors) pairs the coarse merges used (see from_centroids); [] for a plain tree."""
     _lookups: list[np.ndarray] = field(repr=False, default_factory=list)
 
     @classmethod
     def from_centroids(cls, centroids, *, geometry: str = "hyperbolic", curvature: float = 1.0,
-                       weights=None, linkage: str | None = None) -> ClusterHierarchy:
+                       weights=None, linkage: str | None = None, coarser=()) -> ClusterHierarchy:
         """Build the tree over fine clusters with these centroids (row i = fine id i + 1).
 
         weights: the clusters' sizes (voxel counts); they weight the average, centroid and ward
         linkages and order the coarse ids. Uniform when None.
+        coarser: (k, descriptors) pairs, k decreasing, descriptors (n_fine, d) like the centroids:
+        the merges that make cuts of k clusters or fewer compare groups by these instead -- coarse
+        levels of the hierarchy decided on a wider context than fine ones (segmentation.segment
+        passes the latents averaged over growing neighbourhoods of each fine cluster).
         """
         if geometry not in GEOMETRIES:
             raise ConfigError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
@@ -144,8 +150,15 @@ class ClusterHierarchy:
         weights = np.array(weights, dtype=np.float64)
         if weights.shape != (n,) or not np.isfinite(weights).all() or (weights < 0).any():
             raise ConfigError(f"weights must be {n} finite, non-negative numbers (one per fine cluster)")
-        merges, heights = _agglomerate(centroids, weights, geometry, curvature, linkage)
-        tree = cls(centroids, weights, geometry, curvature, linkage, merges, heights)
+        coarser = [(int(k), np.array(points, dtype=np.float64)) for k, points in coarser]
+        for k, points in coarser:
+            if points.shape != centroids.shape or not np.isfinite(points).all():
+                raise ConfigError(f"coarser descriptors must be finite and shaped like the centroids {centroids.shape}, "
+                                  f"got {points.shape} for k = {k}")
+        if [k for k, _ in coarser] != sorted((k for k, _ in coarser), reverse=True):
+            raise ConfigError("coarser descriptors must be ordered by decreasing k")
+        merges, heights = _agglomerate(centroids, weights, geometry, curvature, linkage, coarser)
+        tree = cls(centroids, weights, geometry, curvature, linkage, merges, heights, coarser)
         tree._lookups = tree._all_cuts()
         return tree
 
@@ -257,10 +270,15 @@ class ClusterHierarchy:
         return lookup
 
 
-def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curvature: float, linkage: str):
+def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curvature: float, linkage: str,
+                 coarser: list[tuple[int, np.ndarray]] = ()):
     """Greedy agglomeration on a similarity (higher merges first): the LCA radius for hyperbolic;
     minus the distance, or minus Ward's merge cost, for Euclidean. Returns merges (n-1, 2) of node
-    ids and heights."""
+    ids and heights.
+
+    `coarser`: (k, descriptors) pairs, k decreasing: once only k groups are left, the groups are
+    compared by these per-fine-cluster descriptors instead (points of the same space as the
+    centroids), e.g. the latents averaged over a wider neighbourhood (see ClusterHierarchy)."""
     n, d = centroids.shape
     hyperbolic = geometry == "hyperbolic"
     # Weights relative to their mean (so Ward heights read as distances); a cluster without voxels
@@ -280,21 +298,55 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
         with Poincaré distances between Fréchet means a close approximation in the ball)."""
         return -(distance ** 2) * wa * wb / (wa + wb)
 
-    pairwise = similarity(centroids[:, None], centroids[None])
-    pairwise = (pairwise + pairwise.T) / 2.0           # exact symmetry, so ties break the same way
-    if linkage == "ward":
-        pairwise = ward_cost(pairwise, relative[:, None], relative[None])
+    def group_centre(points: np.ndarray, leaves: list[int]) -> np.ndarray:
+        leaves = np.array(leaves)
+        if hyperbolic:
+            return frechet_mean(points[leaves - 1], relative[leaves - 1], curvature=curvature)
+        return np.average(points[leaves - 1], axis=0, weights=relative[leaves - 1])
+
+    def leaf_similarities(points: np.ndarray) -> np.ndarray:
+        pairwise = similarity(points[:, None], points[None])
+        return (pairwise + pairwise.T) / 2.0           # exact symmetry, so ties break the same way
+
+    def compare_groups(points: np.ndarray) -> None:
+        """Fill the similarity matrix among the active groups from the fine clusters' `points`."""
+        leaf = leaf_similarities(points)
+        for node in active:
+            centre[node] = group_centre(points, members[node])
+        for i, a in enumerate(active):
+            for b in active[i + 1:]:
+                if linkage in ("single", "average"):
+                    block = leaf[np.ix_(np.array(members[a]) - 1, np.array(members[b]) - 1)]
+                    if linkage == "single":
+                        value = block.max()
+                    else:
+                        wa, wb = relative[np.array(members[a]) - 1], relative[np.array(members[b]) - 1]
+                        value = float(wa @ block @ wb / (wa.sum() * wb.sum()))
+                else:
+                    value = similarity(centre[a], centre[b])
+                    if linkage == "ward":
+                        value = ward_cost(value, weight[a], weight[b])
+                similarity_matrix[a, b] = similarity_matrix[b, a] = value
+
     similarity_matrix = np.full((2 * n, 2 * n), -np.inf)
-    similarity_matrix[1:n + 1, 1:n + 1] = pairwise
-    np.fill_diagonal(similarity_matrix, -np.inf)
     weight = np.zeros(2 * n)
     weight[1:n + 1] = relative
     centre = np.zeros((2 * n, d))
     centre[1:n + 1] = centroids
+    pairwise = leaf_similarities(centroids)
+    if linkage == "ward":
+        pairwise = ward_cost(pairwise, relative[:, None], relative[None])
+    similarity_matrix[1:n + 1, 1:n + 1] = pairwise
+    np.fill_diagonal(similarity_matrix, -np.inf)
     members: dict[int, list[int]] = {leaf: [leaf] for leaf in range(1, n + 1)}
     active = list(range(1, n + 1))
+    points = centroids
+    stages = [(int(k), np.asarray(p, dtype=np.float64)) for k, p in coarser]
     merges, heights = [], []
     for m in range(n - 1):
+        while stages and len(active) <= stages[0][0]:
+            points = stages.pop(0)[1]
+            compare_groups(points)
         sub = similarity_matrix[np.ix_(active, active)]
         i, j = divmod(int(np.argmax(sub)), len(active))
         a, b = sorted((active[i], active[j]))
@@ -307,8 +359,7 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
         wa, wb = weight[a], weight[b]
         weight[node] = wa + wb
         if hyperbolic:
-            leaves = np.array(members[node])
-            centre[node] = frechet_mean(centroids[leaves - 1], weight[leaves], curvature=curvature)
+            centre[node] = group_centre(points, members[node])
         else:
             centre[node] = (wa * centre[a] + wb * centre[b]) / (wa + wb)
         if active:

@@ -30,23 +30,52 @@ def _half_squared_error(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.
     return 0.5 * squared.sum(-1)
 
 
+def _box_mean(v: torch.Tensor) -> torch.Tensor:
+    """Mean over each voxel's 3³ neighbourhood, edges replicated: (N, C, D, H, W) -> same shape."""
+    return F.avg_pool3d(F.pad(v, (1,) * 6, mode="replicate"), 3, stride=1)
+
+
 def local_texture(x: torch.Tensor) -> torch.Tensor:
     """Local texture amplitude of patches x (N, 1, D, H, W), same shape: the root mean square, over
     each voxel's 3³ neighbourhood, of the high-pass part x - (3³ box mean of x); edges replicated.
 
     Unlike the intensity of a random-phase texture, this amplitude is smooth and predictable from a
     summary of the patch, so reconstructing it makes the latent encode how textured a region is."""
-    def box_mean(v: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool3d(F.pad(v, (1,) * 6, mode="replicate"), 3, stride=1)
-
-    return box_mean((x - box_mean(x)).pow(2)).clamp_min(1e-12).sqrt()
+    return _box_mean((x - _box_mean(x)).pow(2)).clamp_min(1e-12).sqrt()
 
 
-def texture_error(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """Half the squared error of `reconstruction` (..., N, 1, D, H, W) against x's local_texture,
-    summed over each patch's voxels: (..., N). (gaussian_nll without its constant, which would
-    only shift the reported total by texture_weight times it.)"""
-    return _half_squared_error(local_texture(x), reconstruction)
+def oriented_texture(x: torch.Tensor) -> torch.Tensor:
+    """A contrast-normalised texture descriptor of patches x (N, 1, D, H, W) -> (N, 4, D, H, W):
+    the local texture amplitude (local_texture), then the share of the local gradient energy along
+    z, y and x (3³ box means of the squared central differences, divided by their sum).
+
+    The shares are blind to brightness and to contrast, as the gradient histograms MaskFeat
+    reconstructs are: they tell striped textures of different orientations apart (and isotropic
+    ones from striped ones), which neither the mean intensity nor the amplitude does."""
+    padded = F.pad(x, (1,) * 6, mode="replicate")
+    core = (slice(None), slice(None), slice(1, -1), slice(1, -1), slice(1, -1))
+
+    def central_difference(axis: int) -> torch.Tensor:
+        ahead = [slice(None), slice(None), *core[2:]]
+        behind = list(ahead)
+        ahead[axis + 2], behind[axis + 2] = slice(2, None), slice(None, -2)
+        return 0.5 * (padded[tuple(ahead)] - padded[tuple(behind)])
+
+    energy = torch.cat([_box_mean(central_difference(axis).pow(2)) for axis in range(3)], dim=1)
+    shares = energy / energy.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return torch.cat([local_texture(x), shares], dim=1)
+
+
+TEXTURE_DESCRIPTORS = {"amplitude": local_texture, "oriented": oriented_texture}
+"""Name -> function(x) giving the texture target the decoder reconstructs (config.texture_descriptor)."""
+
+
+def texture_error(x: torch.Tensor, reconstruction: torch.Tensor, descriptor: str = "amplitude") -> torch.Tensor:
+    """Half the squared error of `reconstruction` (..., N, C, D, H, W) against x's texture
+    descriptor (TEXTURE_DESCRIPTORS), summed over each patch's voxels and channels: (..., N).
+    (gaussian_nll without its constant, which would only shift the reported total by texture_weight
+    times it.)"""
+    return _half_squared_error(TEXTURE_DESCRIPTORS[descriptor](x), reconstruction)
 
 
 def monte_carlo_kl(posterior: WrappedNormal | DiagonalNormal, prior: WrappedNormal | DiagonalNormal,

@@ -12,7 +12,7 @@ from torch import nn
 
 from .config import HypsegConfig
 from .gyroplane import GyroplaneConv3d
-from .losses import gaussian_nll, hierarchical_triplet, monte_carlo_kl, texture_error
+from .losses import TEXTURE_DESCRIPTORS, gaussian_nll, hierarchical_triplet, monte_carlo_kl, texture_error
 from .manifold import DiagonalNormal, WrappedNormal, expmap0, logmap0
 
 SIGMA_FLOOR = 1e-5
@@ -41,7 +41,7 @@ class HypsegVAE(nn.Module):
     latent_grid; log_0 + Conv3d; or Conv3d for the Euclidean model), ReLU, a transposed convolution
     back to the latent grid's side, the encoder's layers mirrored as unpadded transposed convolutions
     up to ``input_size``, and a linear 1x1x1 output (intensities are z-scored, hence signed): the
-    intensity, and with ``texture_weight`` > 0 a second channel, the local texture amplitude.
+    intensity, and with ``texture_weight`` > 0 the channels of the texture descriptor.
 
     Randomness (initial weights, posterior samples) comes from generators seeded by ``config.seed``.
     """
@@ -54,6 +54,10 @@ class HypsegVAE(nn.Module):
         self.latent_dim = config.latent_dim
         self.patch_size = config.patch_size
         self.input_size = config.input_size
+        self.texture_channels = 0
+        if config.texture_weight > 0:
+            probe = torch.zeros(1, 1, *(config.input_size,) * 3)
+            self.texture_channels = TEXTURE_DESCRIPTORS[config.texture_descriptor](probe).shape[1]
         self._noise_generators: dict[torch.device, torch.Generator] = {}
 
         channels, k, g, hidden, d = (config.encoder_channels, config.kernel_size, config.latent_grid,
@@ -75,7 +79,7 @@ class HypsegVAE(nn.Module):
             decoder: list[nn.Module] = [nn.ReLU(), nn.ConvTranspose3d(hidden, mirrored[0], g), nn.ReLU()]
             for c_in, c_out in zip(mirrored[:-1], mirrored[1:]):
                 decoder += [nn.ConvTranspose3d(c_in, c_out, k), nn.ReLU()]
-            decoder += [nn.Conv3d(channels[0], 2 if config.texture_weight > 0 else 1, 1)]
+            decoder += [nn.Conv3d(channels[0], 1 + self.texture_channels, 1)]
             self.decoder = nn.Sequential(*decoder)
         self._initialise(torch.Generator().manual_seed(config.seed))
 
@@ -136,8 +140,8 @@ class HypsegVAE(nn.Module):
     # --- decoder -------------------------------------------------------------------------------
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent volumes z (N, d, g, g, g) (points of the ball when hyperbolic) -> reconstructions
-        (N, C, input_size, input_size, input_size): C = 1 (intensity), or 2 (intensity, local texture
-        amplitude) with ``texture_weight`` > 0."""
+        (N, C, input_size, input_size, input_size): C = 1 (intensity), plus the channels of the texture
+        descriptor (losses.TEXTURE_DESCRIPTORS) with ``texture_weight`` > 0."""
         if self.hyperbolic and not isinstance(self.decoder_input, GyroplaneConv3d):
             z = logmap0(z.movedim(1, -1), self.curvature).movedim(-1, 1)
         return self.decoder(self.decoder_input(z))
@@ -178,7 +182,7 @@ class HypsegVAE(nn.Module):
         reconstruction = self.decode(z.flatten(0, 1).movedim(-1, 1)).unflatten(0, (cfg.n_samples, x.shape[0]))
         recon = gaussian_nll(x, reconstruction[:, :, :1]).mean()
         if cfg.texture_weight > 0:
-            texture = texture_error(x, reconstruction[:, :, 1:]).mean()
+            texture = texture_error(x, reconstruction[:, :, 1:], cfg.texture_descriptor).mean()
         else:
             texture = torch.zeros((), device=x.device)
         kl = kl.flatten(start_dim=2).sum(-1).mean()

@@ -63,7 +63,8 @@ class Segmentation:
     def with_linkage(self, linkage: str) -> Segmentation:
         """The same fine clusters under another tree (see hierarchy.LINKAGES); no re-clustering."""
         hierarchy = ClusterHierarchy.from_centroids(self.centroids, geometry=self.geometry, curvature=self.curvature,
-                                                    weights=self.fine_counts[1:], linkage=linkage)
+                                                    weights=self.fine_counts[1:], linkage=linkage,
+                                                    coarser=self.hierarchy.coarser)
         return replace(self, hierarchy=hierarchy, _intensity_sums=(None, None))
 
     def labels_at_k(self, k: int) -> np.ndarray:
@@ -165,6 +166,45 @@ def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "h
     return latents
 
 
+def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, n_fine: int, sigmas, *,
+                         geometry: str = "hyperbolic", curvature: float = 1.0,
+                         slab_voxels: int = _LOOKUP_CHUNK) -> list[np.ndarray]:
+    """For each sigma, every fine cluster's latents averaged over a Gaussian neighbourhood of sigma
+    voxels around its voxels: (n_fine, d) points (of the ball, for a hyperbolic field) per sigma.
+
+    They describe what surrounds a cluster, not only what it is: two clusters of one object, or an
+    organelle and the cell around it, share their surroundings even where their own latents differ,
+    which is what coarse levels of the hierarchy should be decided on. Averages are taken in the
+    tangent space at the origin; one channel of the field is held in RAM at a time.
+    """
+    import torch
+    from scipy import ndimage
+
+    from . import manifold
+
+    hyperbolic = geometry == "hyperbolic"
+    rows = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
+    counts = np.maximum(np.bincount(fine_labels.reshape(-1), minlength=n_fine + 1)[1:], 1)
+    sums = np.zeros((len(sigmas), n_fine, latents.shape[-1]))
+    for channel in range(latents.shape[-1]):
+        tangent = np.empty(latents.shape[:3], dtype=np.float32)
+        for start in range(0, latents.shape[0], rows):
+            slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
+            if hyperbolic:
+                slab = manifold.logmap0(slab, curvature=curvature)
+            tangent[start:start + rows] = slab[..., channel].numpy()
+        for index, sigma in enumerate(sigmas):
+            smoothed = ndimage.gaussian_filter(tangent, float(sigma), mode="nearest") if sigma > 0 else tangent
+            for start in range(0, latents.shape[0], rows):
+                sums[index, :, channel] += np.bincount(fine_labels[start:start + rows].reshape(-1),
+                                                       weights=smoothed[start:start + rows].reshape(-1),
+                                                       minlength=n_fine + 1)[1:]
+    means = sums / counts[None, :, None]
+    if not hyperbolic:
+        return list(means)
+    return [manifold.expmap0(torch.from_numpy(m), curvature=curvature).numpy() for m in means]
+
+
 def clustering_field(trained, image, *, context: int | None = None, device="cpu", tile: int = 64,
                      stop: threading.Event | None = None, latents_out: str | Path | None = None,
                      latent_smoothing: float | None = None, precision: str = "auto"
@@ -200,7 +240,7 @@ def kmeans_for(config, n_clusters: int, *, seed: int = 0, device="cpu", max_fit_
 def segment(trained, image, *, n_fine: int = 16, context: int | None = None, device: str = "auto",
             tile: int = 64, stop: threading.Event | None = None, seed: int = 0,
             max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None,
-            latent_smoothing: float | None = None, precision: str = "auto"
+            latent_smoothing: float | None = None, precision: str = "auto", hierarchy_scales=None
             ) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
@@ -210,7 +250,9 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     `linkage` chooses the tree over the fine clusters (default: the geometry's, see hierarchy.py).
     `latent_smoothing`: sigma (voxels) of the Gaussian applied to the latent field before clustering
     (default: the model's `config.latent_smoothing`; 0 = off; see smooth_latent_field). The field
-    kept in `latents_out` is the smoothed one. `precision` of the encoder's convolutions: "auto"
+    kept in `latents_out` is the smoothed one. `hierarchy_scales`: (k, sigma) pairs deciding the coarse
+    levels on wider context (default: the model's `config.hierarchy_scales`; () = a tree on the
+    centroids alone; see HypsegConfig). `precision` of the encoder's convolutions: "auto"
     (bfloat16 where the hardware has it natively), "float32" or "bfloat16" (see device.inference_dtype).
     """
     from .device import resolve_device
@@ -224,6 +266,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     if linkage is not None and linkage not in LINKAGES[config.geometry]:
         raise ConfigError(f"linkage for a {config.geometry} model must be one of {LINKAGES[config.geometry]}, "
                           f"got {linkage!r}")
+    scales = config.with_overrides(hierarchy_scales=None if hierarchy_scales is None else
+                                   tuple(tuple(pair) for pair in hierarchy_scales)).hierarchy_scales
     resolved = resolve_device(device)
     latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
                                           latents_out=latents_out, latent_smoothing=latent_smoothing,
@@ -251,14 +295,19 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
         fine_counts += np.bincount(fine_labels[rows], minlength=n_fine + 1)
         yield Progress("cluster", chunk + 2, n_chunks + 1, message="labelling voxels")
     centroids = kmeans.cluster_centers_[order]
+    fine_labels = fine_labels.reshape(volume.shape)
+    scales = [(k, sigma) for k, sigma in scales if k < n_fine]
+    descriptors = regional_descriptors(latents, fine_labels, n_fine, [sigma for _, sigma in scales],
+                                       geometry=config.geometry, curvature=float(config.curvature)) if scales else []
     hierarchy = ClusterHierarchy.from_centroids(centroids, geometry=config.geometry, curvature=config.curvature,
-                                                weights=fine_counts[1:], linkage=linkage)
+                                                weights=fine_counts[1:], linkage=linkage,
+                                                coarser=[(k, d) for (k, _), d in zip(scales, descriptors)])
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(kmeans.sample_indices_), min(SAMPLE_POINTS, len(kmeans.sample_indices_)),
                                 replace=False))
     sample_points = np.asarray(points[kmeans.sample_indices_[chosen]], dtype=np.float32)
     return Segmentation(
-        fine_labels=fine_labels.reshape(volume.shape), hierarchy=hierarchy, centroids=centroids,
+        fine_labels=fine_labels, hierarchy=hierarchy, centroids=centroids,
         fine_counts=fine_counts, sample_points=sample_points,
         sample_labels=fine_id[kmeans.labels_[chosen]].astype(np.int64), geometry=config.geometry,
         curvature=float(config.curvature), context=config.context if context is None else int(context))

@@ -1,0 +1,222 @@
+"""The quality benchmark: does the learnt hierarchy beat hand-made features, at every level?
+
+One run scores, on the same volumes and with the same protocol (Hungarian-matched Dice, background
+included, unmatched classes count 0; k = 2 / 4 / 8 for levels 1 / 2 / 3, core/evaluation.py):
+- the default pipeline (the default preset, trained once per training seed; `segment` with its
+  defaults, the tree cut at k), mean ± standard deviation over the training seeds;
+- its control: the same model after 1 training step (what training adds);
+- the ablation rows in ABLATIONS (each a configuration change of the default);
+- the four classical baselines (core/baselines.py);
+on (a) the regular and irregular synthetic sets -- 8 training volumes (seeds 0-7), test volumes of
+seeds 5000+ that no setting was ever tuned on (tuning used seeds 2000-2004, see docs/tuning.md) -- and
+(b) the MNI152 T1 template shipped with nilearn, binned to 2 mm (truth: background / brain, then background / grey /
+white / other matter), the model trained on the volume itself. Per-class Dice and the mean, per level.
+Also the hyperbolic check: the mean radius in the ball of the coarse clusters' centroids at each level.
+
+    python benchmarks/quality.py                                  # everything: about 1-2 hours on 2 CPU cores
+    python benchmarks/quality.py --sets regular --n-test 5 --train-seeds 0 --no-mni --no-write   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import markdown_table, write_section  # noqa: E402
+
+from napari_hypseg.core.baselines import BASELINES  # noqa: E402
+from napari_hypseg.core.config import DEFAULT_PRESET, get_preset  # noqa: E402
+from napari_hypseg.core.evaluation import LEVEL_K, score_levels  # noqa: E402
+from napari_hypseg.core.progress import run_to_completion  # noqa: E402
+from napari_hypseg.core.segmentation import segment  # noqa: E402
+from napari_hypseg.core.synthetic import LEVEL_CLASSES, make_toy_volume  # noqa: E402
+from napari_hypseg.core.training import train  # noqa: E402
+
+TEST_SEED = 5000
+N_TRAIN = 8
+DEFAULT_ROW = "napari-hypseg (default)"
+CONTROL_ROW = "the same after 1 training step (control)"
+ABLATIONS: dict[str, tuple[dict, dict]] = {
+    "default without the coarse-context tree (hierarchy_scales ())": ({}, {"hierarchy_scales": ()}),
+    "default without the texture target (texture_weight 0)": ({"texture_weight": 0.0}, {}),
+    "default with the oriented texture descriptor": ({"texture_descriptor": "oriented"}, {}),
+}
+"""Row name -> (configuration overrides of the default preset, segment() keyword overrides)."""
+MNI_LEVELS = {1: ("background", "brain"), 2: ("background", "grey matter", "white matter", "other")}
+MNI_LEVEL_K = {1: 2, 2: 4}
+
+
+def model_rows(include_ablations: bool) -> dict[str, tuple[dict, dict]]:
+    rows = {DEFAULT_ROW: ({}, {}), CONTROL_ROW: ({"steps": 1}, {})}
+    if include_ablations:
+        rows.update(ABLATIONS)
+    return rows
+
+
+_TRAINED: dict = {}
+"""Models trained in this run, by (training set, configuration): rows that change only segment()
+settings reuse them."""
+
+
+def run_model(volumes, tests, overrides, segment_kwargs, seed, device, level_k, steps=None):
+    """Train on `volumes`, segment each test image; per-test scores and centroid radii per level."""
+    config = get_preset(DEFAULT_PRESET, **{"seed": seed, "steps": steps, **overrides})
+    key = (id(volumes), repr(config))
+    if key not in _TRAINED:
+        _TRAINED[key] = run_to_completion(train(volumes, config, device=device))
+    trained = _TRAINED[key]
+    scores, radii = [], []
+    for image, truth in tests:
+        segmentation = run_to_completion(segment(trained, image, device=device, seed=0, **segment_kwargs))
+        scores.append(score_levels(segmentation.labels_at_k, truth, level_k))
+        radii.append([_mean_centroid_radius(segmentation, k) for k in level_k.values()])
+    return scores, radii
+
+
+def _mean_centroid_radius(segmentation, k: int) -> float:
+    lookup = segmentation.hierarchy.lookup_at_k(k)
+    return float(np.linalg.norm(segmentation.hierarchy.coarse_centroids(lookup), axis=1).mean())
+
+
+def summarise(name, runs, class_names, level_k):
+    """runs: one list of per-test {level: Score} per training run -> a table row and per-class rows."""
+    levels = list(level_k)
+    means = np.array([[np.mean([s[level].mean_dice for s in run]) for level in levels] for run in runs])
+    cells = [f"{m:.3f}" if len(runs) == 1 else f"{m:.3f} ± {d:.3f}" for m, d in zip(means.mean(0), means.std(0))]
+    per_class = {level: [float(np.mean([s[level].per_class_dice[c] for run in runs for s in run]))
+                         for c in range(len(class_names[level]))] for level in levels}
+    print(f"  {name:<48} " + "  ".join(f"L{level} {cell}" for level, cell in zip(levels, cells)), flush=True)
+    return [name, *cells], per_class, means.mean(0)
+
+
+def toy_section(variant, args, rows):
+    irregular = variant == "irregular"
+    volumes = [make_toy_volume(i, irregular=irregular).image for i in range(N_TRAIN)]
+    tests = [(t.image, t.truth) for t in (make_toy_volume(TEST_SEED + i, irregular=irregular)
+                                          for i in range(args.n_test))]
+    print(f"[quality] {variant}: {len(volumes)} training volumes, {len(tests)} test volumes", flush=True)
+    return evaluate(tests, volumes, rows, args, LEVEL_CLASSES, LEVEL_K)
+
+
+def evaluate(tests, training_volumes, rows, args, class_names, level_k):
+    table, per_class, means, radii_rows = [], [], {}, []
+    for name, function in BASELINES.items():
+        scores = [score_levels(lambda k, image=image: function(image, k, 0), truth, level_k) for image, truth in tests]
+        row, classes, mean = summarise(name, [scores], class_names, level_k)
+        table.append(row + ["—"])
+        per_class.append((name, classes))
+        means[name] = mean
+    for name, (overrides, segment_kwargs) in rows.items():
+        runs, radii, started = [], [], time.perf_counter()
+        for seed in args.train_seeds:
+            scores, run_radii = run_model(training_volumes, tests, overrides, segment_kwargs, seed, args.device,
+                                          level_k, args.steps)
+            runs.append(scores)
+            radii.append(np.mean(run_radii, axis=0))
+        row, classes, mean = summarise(name, runs, class_names, level_k)
+        table.append(row + [f"{(time.perf_counter() - started) / len(args.train_seeds):.0f}"])
+        per_class.append((name, classes))
+        means[name] = mean
+        radii_rows.append([name, *[f"{r:.3f}" for r in np.mean(radii, axis=0)]])
+    return table, per_class, means, radii_rows
+
+
+def mni_tests():
+    """The MNI152 2009 T1 template and its truth (method.md §11); None if nilearn is not installed."""
+    import importlib.util
+
+    from napari_hypseg.core.volume_io import read_volume
+
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None:
+        return None
+    data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    name = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
+    t1, gm, wm = (np.asarray(read_volume(data / name.format(kind)).data, dtype=np.float32)
+                  for kind in ("t1", "gm", "wm"))
+    # Binned 2 x 2 x 2 (1 mm -> 2 mm) to keep the benchmark within CPU minutes.
+    t1, gm, wm = (_bin2(v) for v in (t1, gm, wm))
+    brain = t1 > 0.2 * t1.max()
+    tissue = np.argmax(np.stack([gm, wm, np.clip(1 - gm - wm, 0, 1)]), axis=0) + 1
+    truth = {1: brain.astype(np.uint8), 2: np.where(brain, tissue, 0).astype(np.uint8)}
+    return t1, truth
+
+
+def _bin2(volume: np.ndarray) -> np.ndarray:
+    """The mean of every 2 x 2 x 2 block (odd trailing planes dropped)."""
+    z, y, x = (s // 2 * 2 for s in volume.shape)
+    return volume[:z, :y, :x].reshape(z // 2, 2, y // 2, 2, x // 2, 2).mean(axis=(1, 3, 5))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", nargs="*", default=["regular", "irregular"], choices=["regular", "irregular"])
+    parser.add_argument("--n-test", type=int, default=20)
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ablations", action="store_true", help="also the ablation rows (regular set only)")
+    parser.add_argument("--no-mni", action="store_true", help="skip the MNI152 volume")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+
+    sections = []
+    for variant in args.sets:
+        rows = model_rows(args.ablations and variant == "regular")
+        table, per_class, means, radii = toy_section(variant, args, rows)
+        sections.append(report(f"Synthetic {variant} set", table, per_class, means, radii, LEVEL_CLASSES, LEVEL_K))
+    if not args.no_mni:
+        mni = mni_tests()
+        if mni is None:
+            print("[quality] nilearn is not installed: skipping MNI152 (pip install nilearn)")
+        else:
+            image, truth = mni
+            print(f"[quality] MNI152: {image.shape}, the model trained on the volume itself", flush=True)
+            table, per_class, means, radii = evaluate([(image, truth)], [image], model_rows(False), args,
+                                                      MNI_LEVELS, MNI_LEVEL_K)
+            sections.append(report("MNI152 T1 (nilearn), trained on itself", table, per_class, means, radii,
+                                   MNI_LEVELS, MNI_LEVEL_K))
+    body = "\n\n".join(sections)
+    print("\n" + body)
+    if not args.no_write:
+        steps = get_preset(DEFAULT_PRESET).steps
+        intro = (f"Default preset `{DEFAULT_PRESET}` ({steps} training steps), trained once per seed "
+                 f"{', '.join(map(str, args.train_seeds))}; cells are mean ± standard deviation over those trainings "
+                 f"of the mean Dice over {args.n_test} unseen test volumes (seeds {TEST_SEED}+; models trained on "
+                 f"seeds 0-{N_TRAIN - 1}). Baselines are deterministic. \"best baseline\" is the best classical row "
+                 f"per level; \"margin\" is the default's lead over it.\n\n")
+        parts = [*args.sets, *([] if args.no_mni else ["MNI152"])]
+        key = "quality_" + "_".join(part.lower() for part in parts)
+        write_section(key, f"Quality: the learnt hierarchy against hand-made features ({', '.join(parts)})", intro + body,
+                      script=__file__, argv=argv, device=args.device)
+    return 0
+
+
+def report(title, table, per_class, means, radii, class_names, level_k) -> str:
+    levels = list(level_k)
+    best = np.max([means[name] for name in BASELINES], axis=0)
+    margin = means[DEFAULT_ROW] - best
+    summary = markdown_table(["", *[f"L{level} (k={k})" for level, k in level_k.items()]],
+                             [["best baseline", *[f"{b:.3f}" for b in best]],
+                              ["default − best baseline (margin)", *[f"{m:+.3f}" for m in margin]]])
+    main_table = markdown_table(["method", *[f"L{level} (k={k})" for level, k in level_k.items()], "s per training"],
+                                table)
+    class_tables = []
+    for level in levels:
+        rows = [[name, *[f"{v:.3f}" for v in classes[level]]] for name, classes in per_class]
+        class_tables.append(f"Per-class Dice, level {level}:\n\n" +
+                            markdown_table(["method", *class_names[level]], rows))
+    radius_table = markdown_table(["model", *[f"L{level} (k={k})" for level, k in level_k.items()]], radii)
+    return (f"### {title}\n\n{main_table}\n\n{summary}\n\n" + "\n\n".join(class_tables) +
+            f"\n\nMean radius (Euclidean norm in the Poincaré ball) of the coarse clusters' centroids per level; "
+            f"coarse structures near the origin would show as radii growing with the level:\n\n{radius_table}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
