@@ -36,7 +36,7 @@ def test_train_writes_a_model_and_resume_continues_it(volumes, tmp_path, capsys)
     trained = load_checkpoint(out)
     assert trained.step == 2 and trained.config.seed == 3 and trained.config.batch_size == 4
     assert trained.config.intensity_jitter == 2.0          # the fast preset's
-    assert trained.config.texture_weight == 0.0            # opt-in
+    assert trained.config.texture_weight == 30.0           # the fast preset's texture target
 
     # resume into the same file: settings come from the model, only --steps changes
     assert main(["train", *volumes, "--out", str(out), "--resume", str(out), "--steps", "3",

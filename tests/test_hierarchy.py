@@ -160,3 +160,29 @@ def test_bad_arguments_are_config_errors():
         tree.lookup_at_radius(float("nan"))
     with pytest.raises(ConfigError, match="not a cut"):
         tree.coarse_centroids(np.array([0, 1, 2, 1, 2, 1]))
+
+
+@pytest.mark.parametrize("geometry,linkage", CASES)
+def test_coarse_merges_follow_the_coarser_descriptors(geometry, linkage):
+    """Below k groups the tree compares groups by the coarser descriptors: four clusters that are
+    two far-apart pairs by their centroids, but the other two pairs by their surroundings, pair up
+    by their surroundings at k = 2 -- and every cut still nests."""
+    a, b, c = 0.5, 0.05, 0.0
+    centroids = np.array([[-a, b, c], [-a, -b, c], [a, b, c], [a, -b, c]])
+    surroundings = np.array([[b, -a, c], [b, a, c], [-b, -a, c], [-b, a, c]])
+    plain = ClusterHierarchy.from_centroids(centroids, geometry=geometry, linkage=linkage)
+    staged = ClusterHierarchy.from_centroids(centroids, geometry=geometry, linkage=linkage,
+                                             coarser=[(4, surroundings)])
+    assert plain.lookup_at_k(2)[1:].tolist() in ([1, 1, 2, 2], [2, 2, 1, 1])
+    assert staged.lookup_at_k(2)[1:].tolist() in ([1, 2, 1, 2], [2, 1, 2, 1])
+    for k in range(2, 5):
+        assert _is_coarsening(staged.lookup_at_k(k), staged.lookup_at_k(k - 1))
+    assert staged.coarser and staged.coarser[0][0] == 4
+
+
+def test_coarser_descriptors_are_checked():
+    centroids = _ball_points(5)
+    with pytest.raises(ConfigError, match="shaped like the centroids"):
+        ClusterHierarchy.from_centroids(centroids, coarser=[(3, centroids[:4])])
+    with pytest.raises(ConfigError, match="decreasing k"):
+        ClusterHierarchy.from_centroids(centroids, coarser=[(2, centroids), (3, centroids)])

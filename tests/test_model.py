@@ -17,7 +17,7 @@ from napari_hypseg.core.model import HypsegVAE
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-TINY = dict(encoder_channels=(4, 8), hidden=8, n_samples=2)
+TINY = dict(encoder_channels=(4, 8), hidden=8, n_samples=2, texture_weight=0.0)   # texture: opt-in here
 
 
 def tiny(**overrides):
@@ -226,3 +226,22 @@ def test_wrong_shapes_are_rejected():
         model.loss(good, good, torch.zeros(2, 1, s + 2, s + 2, s + 2))
     with pytest.raises(ValueError, match="patch_size"):
         model.encode(torch.zeros(1, 1, s - 1, s, s))
+
+
+def test_oriented_texture_tells_orientations_apart_and_ignores_brightness():
+    from napari_hypseg.core.losses import oriented_texture
+
+    axis = torch.arange(11.0)
+    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+    for stripes, along in ((torch.sin(1.3 * z), 0), (torch.sin(1.3 * x), 2)):
+        descriptor = oriented_texture(stripes[None, None])
+        assert descriptor.shape == (1, 4, 11, 11, 11)
+        centre = descriptor[0, :, 5, 5, 5]
+        assert centre[1 + along] > 0.99 and centre[1:].sum().sub(1).abs() < 1e-5
+        torch.testing.assert_close(oriented_texture(2.0 * stripes[None, None] + 7.0)[:, 1:], descriptor[:, 1:],
+                                   atol=1e-5, rtol=1e-5)   # shares: blind to brightness and contrast
+
+
+def test_texture_descriptor_sets_the_decoder_outputs():
+    assert HypsegVAE(tiny(texture_weight=30.0, texture_descriptor="oriented")).decoder[-1].out_channels == 5
+    assert HypsegVAE(tiny(texture_weight=0.0, texture_descriptor="oriented")).decoder[-1].out_channels == 1

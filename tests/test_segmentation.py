@@ -165,3 +165,34 @@ def test_segment_smoothing_parameter(image):
             run_to_completion(segment(trained, image, device="cpu", latent_smoothing=bad))
     with pytest.raises(ConfigError, match="latent_smoothing"):
         get_preset("fast", latent_smoothing=-0.5)
+
+
+def test_regional_descriptors_average_each_clusters_surroundings():
+    """Two clusters interleaved in the left half and one filling the right half: with no smoothing a
+    cluster's descriptor is its own mean latent; with wide smoothing the two interleaved clusters
+    share theirs, and it differs from the right half's."""
+    from napari_hypseg.core.segmentation import regional_descriptors
+
+    labels = np.ones((8, 8, 16), dtype=np.uint16)
+    labels[:, :, :8] = 1 + (np.indices((8, 8, 8)).sum(0) % 2)
+    labels[:, :, 8:] = 3
+    latents = np.zeros((8, 8, 16, 2), dtype=np.float32)
+    latents[labels == 1] = (0.3, 0.0)
+    latents[labels == 2] = (-0.3, 0.0)
+    latents[labels == 3] = (0.0, 0.5)
+    for geometry in ("euclidean", "hyperbolic"):
+        local, wide = regional_descriptors(latents, labels, 3, [0.0, 3.0], geometry=geometry)
+        np.testing.assert_allclose(local, [(0.3, 0.0), (-0.3, 0.0), (0.0, 0.5)], atol=1e-6)
+        assert np.linalg.norm(wide[0] - wide[1]) < 0.1 * np.linalg.norm(local[0] - local[1])
+        assert np.linalg.norm(wide[0] - wide[2]) > 0.2
+
+
+def test_hierarchy_scales_reach_the_tree(image):
+    trained = _trained(image)
+    staged = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
+    plain = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=()))
+    np.testing.assert_array_equal(staged.fine_labels, plain.fine_labels)   # the same fine clusters ...
+    assert [k for k, _ in staged.hierarchy.coarser] == [3] and plain.hierarchy.coarser == []
+    assert staged.with_linkage("centroid").hierarchy.coarser[0][0] == 3   # ... kept under another linkage
+    with pytest.raises(ConfigError, match="hierarchy_scales"):
+        run_to_completion(segment(trained, image, n_fine=6, device="cpu", hierarchy_scales=[(2, 1.0), (3, 1.0)]))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_hypseg.core.config import PRESETS
+from napari_hypseg.core.errors import ConfigError
 
 
 
@@ -37,6 +38,15 @@ def test_train_widget_states_and_parameters(make_napari_viewer):
     widget.form.set_values(learning_rate=5e-7, encoder_channels=(4, 8))
     config = widget.form.config()
     assert config.learning_rate == pytest.approx(5e-7) and config.encoder_channels == (4, 8)
+    # the coarse-level context and the texture target round-trip too; a malformed pair is a clear error
+    widget.form.set_values(hierarchy_scales=((6, 1.5),), texture_descriptor="oriented")
+    assert widget.form.editors["hierarchy_scales"].text() == "6:1.5"
+    config = widget.form.config()
+    assert config.hierarchy_scales == ((6, 1.5),) and config.texture_descriptor == "oriented"
+    widget.form.editors["hierarchy_scales"].setText("6-1.5")
+    with pytest.raises(ConfigError, match="k:sigma pairs"):
+        widget.form.config()
+    widget.form.editors["hierarchy_scales"].setText("8:2, 4:6")
     # the gyroplane switch means nothing for the Euclidean model
     widget.form.editors["geometry"].setCurrentText("euclidean")
     assert not widget.form.editors["gyroplane"].isEnabled()

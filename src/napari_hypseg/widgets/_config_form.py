@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.config import GEOMETRIES, PRESETS, HypsegConfig
+from ..core.config import GEOMETRIES, PRESETS, TEXTURE_DESCRIPTOR_NAMES, HypsegConfig
 from ..core.errors import ConfigError
 from ._common import INT_MAX
 
@@ -36,6 +36,8 @@ LABELS = {
     "log_uniform_parent": "log-uniform parent size",
     "intensity_jitter": "brightness jitter",
     "texture_weight": "texture weight",
+    "texture_descriptor": "texture target",
+    "hierarchy_scales": "coarse-level context",
     "checkpoint_every": "checkpoint every",
 }
 
@@ -73,6 +75,14 @@ TOOLTIPS = {
     "texture_weight": "Weight of a second reconstruction target, each patch's local texture amplitude, "
                       "so that the latent encodes how textured a region is as well as its brightness "
                       "(0 = off, the paper's objective).",
+    "texture_descriptor": "What the texture target is: amplitude (how textured a region is) or oriented "
+                          "(also the share of gradient energy along z, y and x, for striped textures).",
+    "hierarchy_scales": "Coarse levels on coarse context, as k:sigma pairs (e.g. 8:2, 4:6): once the tree "
+                        "is down to k clusters it compares them by their latents averaged over sigma "
+                        "voxels around them, so an organelle joins the cell around it. Empty = one tree "
+                        "on the cluster centres.",
+    "latent_smoothing": "Sigma (voxels) of a Gaussian that smooths the latent field before clustering "
+                        "(0 = off).",
     "child_min": "Smallest side (voxels) of the child patches.",
     "child_max": "Largest side (voxels) of the child patches.",
     "steps": "Training steps (mini-batches). More steps: better embeddings, longer training. Stop "
@@ -127,6 +137,9 @@ class _ScientificSpinBox(QDoubleSpinBox):
         self.setValue(value * (2.0 ** steps))
 
 
+CHOICES = {"geometry": GEOMETRIES, "texture_descriptor": TEXTURE_DESCRIPTOR_NAMES}
+
+
 def _label(name: str) -> str:
     return LABELS.get(name, name.replace("_", " "))
 
@@ -139,9 +152,9 @@ def _editor_for(name: str, default: Any) -> QWidget:
         editor.setRange(0, INT_MAX)
     elif isinstance(default, float):
         editor = _ScientificSpinBox()
-    elif name == "geometry":
+    elif name in CHOICES:
         editor = QComboBox()
-        editor.addItems(list(GEOMETRIES))
+        editor.addItems(list(CHOICES[name]))
     else:
         editor = QLineEdit()
     editor.setToolTip(TOOLTIPS.get(name, f"HypsegConfig.{name} (see the documentation)."))
@@ -196,6 +209,8 @@ class ConfigForm:
                 editor.setValue(float(value))
             elif isinstance(editor, QComboBox):
                 editor.setCurrentText(str(value))
+            elif name == "hierarchy_scales":
+                editor.setText(", ".join(f"{k}:{sigma:g}" for k, sigma in value))
             elif isinstance(value, tuple):
                 editor.setText(", ".join(str(v) for v in value))
             else:
@@ -228,6 +243,13 @@ class ConfigForm:
     @staticmethod
     def _parse_text(name: str, text: str) -> Any:
         default = getattr(PRESETS["fast"], name)
+        if name == "hierarchy_scales":
+            try:
+                pairs = [part.split(":") for part in text.replace(",", " ").split()]
+                return tuple((int(k), float(sigma)) for k, sigma in pairs)
+            except ValueError:
+                raise ConfigError(f"{LABELS[name]}: write k:sigma pairs separated by commas, e.g. 8:2, 4:6 "
+                                  f"(got {text!r})") from None
         if isinstance(default, tuple):
             try:
                 return tuple(int(part) for part in text.replace(",", " ").split())

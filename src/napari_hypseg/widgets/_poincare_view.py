@@ -1,5 +1,9 @@
 """The latent space at a glance: sampled voxels' latent points in the Poincaré disk (first two
-coordinates), coloured like the segmentation layer, recoloured as the hierarchy slider moves."""
+coordinates), coloured like the segmentation layer, recoloured as the hierarchy slider moves.
+
+At each level a dashed circle marks the mean radius of the clusters' centres in the ball (all
+coordinates), and the title gives it: whether coarse levels sit nearer the origin than fine ones
+can be read off while the slider moves."""
 
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ class PoincareView(QWidget):
         self.axes = self.figure.add_subplot()
         self._scatter = None
         self._centroids = None
+        self._radius_circle = None
+        self._disk = True
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
@@ -36,6 +42,8 @@ class PoincareView(QWidget):
         """Draw `points` (N, >=2) with RGBA `colors` (N, 4); `disk` draws the unit circle."""
         axes = self.axes
         axes.clear()
+        self._disk = disk
+        self._radius_circle = None
         style_axes(axes)
         axes.set_aspect("equal")
         axes.set_xticks([])
@@ -62,7 +70,17 @@ class PoincareView(QWidget):
             self._scatter.set_facecolors(colors)
         if self._centroids is not None:
             self._centroids.remove()
-        xy = np.asarray(centroids, dtype=float)[:, :2]
+        if self._radius_circle is not None:
+            self._radius_circle.remove()
+            self._radius_circle = None
+        centroids = np.asarray(centroids, dtype=float)
+        if self._disk and len(centroids):
+            radius = float(np.linalg.norm(centroids, axis=1).mean())
+            self._radius_circle = Circle((0, 0), radius, fill=False, color=FOREGROUND, linewidth=0.8, linestyle="--")
+            self.axes.add_patch(self._radius_circle)
+            self.axes.set_title(f"Poincaré disk: {len(centroids)} clusters, mean centre radius {radius:.2f}",
+                                fontsize=8)
+        xy = centroids[:, :2]
         self._centroids = self.axes.scatter(xy[:, 0], xy[:, 1], s=60, c=centroid_colors, marker="*",
                                             edgecolors=FOREGROUND, linewidths=0.6, zorder=3)
         self.canvas.draw_idle()

@@ -1,0 +1,92 @@
+"""Dice against training steps: does longer training help, and does training on the volumes you
+segment ("transductive", the one-volume workflow of the Train widget) help?
+
+One model per mode is trained once and continued (resumed) from milestone to milestone, so the rows
+of a mode are one training run scored at several points. Inductive: trained on toy volumes 0-7;
+transductive: trained on the test volumes themselves. Scored on unseen toy test volumes (seeds
+5000+) with the evaluation protocol of core/evaluation.py, beside the best classical baseline.
+
+    python benchmarks/steps_curve.py                         # 300, 1000 steps; 5 test volumes; both modes
+    python benchmarks/steps_curve.py --steps 300 1000 3000 10000 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import markdown_table, write_section  # noqa: E402
+
+from napari_hypseg.core.baselines import BASELINES  # noqa: E402
+from napari_hypseg.core.config import DEFAULT_PRESET, get_preset  # noqa: E402
+from napari_hypseg.core.evaluation import LEVEL_K, score_levels  # noqa: E402
+from napari_hypseg.core.progress import run_to_completion  # noqa: E402
+from napari_hypseg.core.segmentation import segment  # noqa: E402
+from napari_hypseg.core.synthetic import make_toy_volume  # noqa: E402
+from napari_hypseg.core.training import train  # noqa: E402
+
+TEST_SEED = 5000
+
+
+def mean_dice(scores) -> list[float]:
+    return [float(np.mean([s[level].mean_dice for s in scores])) for level in LEVEL_K]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[300, 1000])
+    parser.add_argument("--n-test", type=int, default=5)
+    parser.add_argument("--modes", nargs="+", default=["inductive", "transductive"],
+                        choices=["inductive", "transductive"])
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+
+    tests = [make_toy_volume(TEST_SEED + i) for i in range(args.n_test)]
+    rows = []
+    baseline = {name: mean_dice([score_levels(lambda k, t=t: fn(t.image, k, 0), t.truth) for t in tests])
+                for name, fn in BASELINES.items()}
+    best = np.max(list(baseline.values()), axis=0)
+    rows.append(["best classical baseline (per level)", "—", *[f"{b:.3f}" for b in best], "—"])
+    with tempfile.TemporaryDirectory() as folder:
+        for mode in args.modes:
+            volumes = [t.image for t in tests] if mode == "transductive" else \
+                [make_toy_volume(i).image for i in range(8)]
+            checkpoint = Path(folder) / f"{mode}.pt"
+            resume, seconds = None, 0.0
+            for steps in sorted(args.steps):
+                config = get_preset(DEFAULT_PRESET, seed=args.seed, steps=steps)
+                started = time.perf_counter()
+                trained = run_to_completion(train(volumes, config, checkpoint_path=checkpoint, resume=resume,
+                                                  device=args.device))
+                seconds += time.perf_counter() - started
+                resume = checkpoint
+                scores = [score_levels(run_to_completion(segment(trained, t.image, device=args.device)).labels_at_k,
+                                       t.truth) for t in tests]
+                dice = mean_dice(scores)
+                rows.append([mode, steps, *[f"{d:.3f}" for d in dice], f"{seconds:.0f}"])
+                print(f"{mode:<13} {steps:>6} steps  " + "  ".join(f"L{level} {d:.3f}" for level, d in zip(LEVEL_K, dice))
+                      + f"  ({seconds:.0f} s of training)", flush=True)
+    table = markdown_table(["training", "steps", *[f"L{level} (k={k})" for level, k in LEVEL_K.items()],
+                            "training s (cumulative)"], rows)
+    print("\n" + table)
+    if not args.no_write:
+        body = (f"Default preset `{DEFAULT_PRESET}`, training seed {args.seed}, one run per mode continued from "
+                f"milestone to milestone; mean Dice over {args.n_test} unseen regular toy volumes (seeds "
+                f"{TEST_SEED}+). Inductive: trained on toy volumes 0-7; transductive: trained on the test volumes "
+                f"themselves.\n\n{table}\n")
+        write_section(f"steps_curve_{args.device.split(':')[0]}", f"Dice against training steps ({args.device})", body,
+                      script=__file__, argv=argv, device=args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
