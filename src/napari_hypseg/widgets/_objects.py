@@ -115,6 +115,7 @@ class ObjectsWidget(QWidget):
                           (self.max_size, "Objects larger than this are dropped (0: no maximum).")):
             box.setRange(0, 1e15)
             box.setDecimals(3)
+            box.setSpecialValueText("none")          # 0 shows as "none": no bound
             box.setToolTip(text)
         self.size_unit = QComboBox()
         self.size_unit.addItems(list(SIZE_UNITS))
