@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from napari_hypseg.core.objects import cluster_objects
-from napari_hypseg.core.synthetic import make_toy_volume
+from napari_hypseg.core.synthetic import ToyConfig, make_toy_volume
 from napari_hypseg.widgets._objects import _camera
 
 SCALE = (2.0, 2.0, 2.0)
@@ -138,3 +138,40 @@ def test_exports_write_files_and_ask_before_replacing(toy_viewer, qtbot, tmp_pat
     answer_next_dialog(QMessageBox.StandardButton.Yes)
     assert widget.export_csv(target) == target
     assert pd.read_csv(target)["cluster"].eq(4).all()
+
+
+def test_objects_of_a_segment_widget_layer_have_a_mean_latent_radius(make_napari_viewer, qtbot, tmp_path, one_thread):
+    """A real (tiny, one-step) model segments a toy volume in the Segment widget; the Objects widget
+    finds that segmentation behind the layer and adds each object's mean latent radius."""
+    from napari_hypseg.core.config import get_preset
+    from napari_hypseg.core.progress import run_to_completion
+    from napari_hypseg.core.training import train
+
+    toy = make_toy_volume(1001, config=ToyConfig(
+        shape=24, cell_radius=(12.0, 0.5), vesicle_radius=(4.0, 0.3), mitochondrion_half_side=(4.0, 0.3),
+        small_sphere_radius=(1.5, 0.1), small_cube_half_side=(1.5, 0.1)))
+    config = get_preset("fast", steps=1, batch_size=4, encoder_channels=(4, 8), hidden=16, n_samples=1,
+                        warmup_steps=0, checkpoint_every=1000)
+    model = run_to_completion(train([toy.image], config, checkpoint_path=tmp_path / "m.pt", device="cpu"))
+    viewer = make_napari_viewer()
+    image = viewer.add_image(toy.image, name="toy")
+    _, segmenter = viewer.window.add_plugin_dock_widget("napari-hypseg", "Segment")
+    segmenter.load_model(model.checkpoint_path)
+    segmenter.image.value = image
+    segmenter.n_fine.setValue(4)
+    segmenter.devices.device = "cpu"
+    segmenter.segment_button.click()
+    qtbot.waitUntil(lambda: not segmenter.running, timeout=120_000)
+    segmentation, layer = segmenter.segmentation, segmenter.labels_layer
+    assert segmentation is not None
+
+    _, widget = viewer.window.add_plugin_dock_widget("napari-hypseg", "Objects")
+    widget.labels.value = layer
+    cluster = int(np.bincount(np.asarray(layer.data).ravel()).argmax())
+    widget.cluster.setCurrentText(str(cluster))
+    assert widget.options()["segmentation"] is segmentation
+    _find(qtbot, widget)
+    expected = cluster_objects(layer.data, cluster, segmentation=segmentation)
+    np.testing.assert_allclose(widget.objects.table["mean_latent_radius"], expected.table["mean_latent_radius"])
+    assert (expected.table["mean_latent_radius"] > 0).all() and (expected.table["mean_latent_radius"] < 1).all()
+    assert widget.table.horizontalHeaderItem(widget.table.columnCount() - 1).text() == "latent radius"

@@ -79,6 +79,11 @@ def layer_unit(layer: Any) -> str:
     return canonical_unit(str(units[-1])) if units is not None and len(units) else "pixel"
 
 
+def _unwrapped(obj: Any) -> Any:
+    """The object behind napari's PublicOnlyProxy (or the object itself)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
 def _camera(viewer: Any) -> Any:
     """The viewer's camera: `viewer.scene.camera` from napari 0.9, `viewer.camera` before."""
     scene = getattr(viewer, "scene", None)
@@ -250,7 +255,9 @@ class ObjectsWidget(QWidget):
     def _segmentation_of(self, layer: Labels):
         """The Segmentation behind `layer` when a docked Segment widget made it (for latent radii)."""
         for widget in self.viewer.window.dock_widgets.values():
-            if getattr(widget, "labels_layer", None) is layer and getattr(widget, "segmentation", None) is not None:
+            shown = getattr(widget, "labels_layer", None)
+            # plugin widgets hold napari's public proxies of layers: compare what they wrap
+            if _unwrapped(shown) is _unwrapped(layer) and getattr(widget, "segmentation", None) is not None:
                 segmentation = widget.segmentation
                 if segmentation.fine_labels.shape == tuple(layer.data.shape):
                     return segmentation
