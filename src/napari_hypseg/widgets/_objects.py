@@ -41,7 +41,15 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import HypsegError
 from ..core.progress import Progress
-from ._common import LayerPicker, confirm_overwrite, notify_error, scrollable_layout, spacing_of, start_job
+from ._common import (
+    LayerPicker,
+    confirm_overwrite,
+    notify_error,
+    scrollable_layout,
+    spacing_of,
+    start_job,
+    volume_of,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -243,7 +251,7 @@ class ObjectsWidget(QWidget):
             ("max_volume" if physical else "max_size"): high,
         }
         if self.image.value is not None:
-            options["image"] = self.image.value.data
+            options["image"] = volume_of(self.image.value)
         segmentation = self._segmentation_of(layer)
         if segmentation is not None:
             options["segmentation"] = segmentation
