@@ -140,6 +140,21 @@ def test_exports_write_files_and_ask_before_replacing(toy_viewer, qtbot, tmp_pat
     assert pd.read_csv(target)["cluster"].eq(4).all()
 
 
+def test_the_cluster_list_follows_the_layer_data_and_features(make_napari_viewer):
+    from napari_hypseg.widgets import ObjectsWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(np.zeros((4, 5, 6), np.uint8), name="seg")
+    widget = ObjectsWidget(viewer)
+    assert widget.cluster.count() == 0
+    layer.data = np.arange(4 * 5 * 6).reshape(4, 5, 6) % 3      # ids 0, 1, 2 -> clusters 1, 2
+    assert [widget.cluster.itemText(i) for i in range(widget.cluster.count())] == ["1", "2"]
+    layer.features = {"index": [1, 2, 3], "label": [1, 2, 3]}    # what the Segment widget writes per level
+    assert [widget.cluster.itemText(i) for i in range(widget.cluster.count())] == ["1", "2", "3"]
+    assert widget.options()["n_clusters"] == 3
+
+
+@pytest.mark.slow
 def test_objects_of_a_segment_widget_layer_have_a_mean_latent_radius(make_napari_viewer, qtbot, tmp_path, one_thread):
     """A real (tiny, one-step) model segments a toy volume in the Segment widget; the Objects widget
     finds that segmentation behind the layer and adds each object's mean latent radius."""
@@ -167,6 +182,11 @@ def test_objects_of_a_segment_widget_layer_have_a_mean_latent_radius(make_napari
 
     _, widget = viewer.window.add_plugin_dock_widget("napari-hypseg", "Objects")
     widget.labels.value = layer
+    # the cluster list follows the Segment widget's slider
+    for k in (2, 3):
+        segmenter.k_slider.setValue(k)
+        qtbot.waitUntil(lambda k=k: widget.cluster.count() == k, timeout=5_000)
+        assert [widget.cluster.itemText(i) for i in range(k)] == [str(c) for c in range(1, k + 1)]
     cluster = int(np.bincount(np.asarray(layer.data).ravel()).argmax())
     widget.cluster.setCurrentText(str(cluster))
     assert widget.options()["segmentation"] is segmentation

@@ -209,9 +209,11 @@ class ObjectsWidget(QWidget):
         """Follow the chosen layer's data (the Segment widget's slider relabels it in place)."""
         if self._watched is not None:
             self._watched.events.data.disconnect(self.refresh_clusters)
+            self._watched.events.features.disconnect(self.refresh_clusters)
         self._watched = self.labels.value
         if self._watched is not None:
             self._watched.events.data.connect(self.refresh_clusters)
+            self._watched.events.features.connect(self.refresh_clusters)
         self.refresh_clusters()
 
     def refresh_clusters(self, *_: Any) -> None:
