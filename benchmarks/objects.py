@@ -4,7 +4,7 @@ For every unseen toy volume (seeds 1000.. by default) the true objects are the c
 the small-object classes of the level-3 truth (small spheres in vesicles, small cubes in mitochondria).
 A segmentation at k = 8 is made by
 
-- k-means on smoothed intensity (benchmarks/baselines.py; no training, no truth), and, unless
+- k-means on smoothed intensity (core/baselines.py; no training, no truth), and, unless
   --no-model, by
 - the default pipeline: a model trained with the `fast` preset (300 steps on 8 training volumes,
   seeds 0..7), one fine clustering (16 fine clusters) per test volume, the tree cut at k = 8.
@@ -32,8 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import markdown_table, write_section  # noqa: E402
-from baselines import kmeans_smoothed  # noqa: E402
 
+from napari_hypseg.core.baselines import kmeans_smoothed  # noqa: E402
 from napari_hypseg.core.config import get_preset  # noqa: E402
 from napari_hypseg.core.metrics import score_segmentation  # noqa: E402
 from napari_hypseg.core.objects import ObjectsError, cluster_objects, match_points  # noqa: E402
