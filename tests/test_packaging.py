@@ -45,7 +45,7 @@ def test_napari_reads_the_top_level_manifest():
     top_level = yaml.safe_load(MANIFEST.read_text())
     assert manifest.display_name == top_level["display_name"]
     assert [c.id for c in manifest.contributions.commands] == [c["id"] for c in manifest_commands()]
-    assert {w.display_name for w in manifest.contributions.widgets} == {"Train", "Segment", "Export"}
+    assert {w.display_name for w in manifest.contributions.widgets} == {"Train", "Segment", "Export", "Objects"}
     listed = subprocess.run([BIN / "npe2", "list"], capture_output=True, text=True, check=True).stdout
     assert "napari-hypseg" in listed
 

@@ -9,7 +9,7 @@ import sys
 from ..core.errors import HypsegError
 
 # Each subcommand module defines `add_parser(subparsers)` and `run(args) -> int`.
-SUBCOMMANDS = ("toy", "evaluate", "train", "segment", "demo")
+SUBCOMMANDS = ("toy", "evaluate", "train", "segment", "demo", "objects")
 
 
 def build_parser() -> argparse.ArgumentParser:

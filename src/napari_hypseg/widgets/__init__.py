@@ -1,4 +1,4 @@
-"""napari dock widgets: Train, Segment and Export.
+"""napari dock widgets: Train, Segment, Export and Objects.
 
 The classes are imported on first use (PEP 562), so napari can read the manifest and build its menus
 without importing Qt widgets, matplotlib or torch.
@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._export import ExportWidget
+    from ._objects import ObjectsWidget
     from ._segment import SegmentWidget
     from ._train import TrainWidget
 
-__all__ = ["ExportWidget", "SegmentWidget", "TrainWidget"]
+__all__ = ["ExportWidget", "ObjectsWidget", "SegmentWidget", "TrainWidget"]
 
-_MODULES = {"TrainWidget": "._train", "SegmentWidget": "._segment", "ExportWidget": "._export"}
+_MODULES = {"TrainWidget": "._train", "SegmentWidget": "._segment", "ExportWidget": "._export",
+            "ObjectsWidget": "._objects"}
 
 
 def __getattr__(name: str) -> Any:

@@ -121,6 +121,10 @@ class ExportWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.export_button)
         layout.addWidget(self.status)
+        objects_hint = QLabel("Positions (CSV, RELION STAR), measurements and meshes of a cluster's objects: "
+                              "Plugins › HypSeg › Objects.")
+        objects_hint.setWordWrap(True)
+        layout.addWidget(objects_hint)
         layout.addStretch(1)
 
     def _browse_folder(self) -> None:
