@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 from superqt.utils import qthrottled, signals_blocked
 
-from ..core.errors import HypsegError
 from ..core.progress import format_duration
 from ._common import (
     INT_MAX,
@@ -41,6 +40,8 @@ from ._common import (
     start_job,
     volume_of,
 )
+from .._layer_labels import LOOKUP_KEY
+from ._cluster_colormap import cluster_colors, level_view
 from ._poincare_view import PoincareView
 from ._session import ModelEntry, load_model_file, session_for
 
@@ -349,36 +350,34 @@ class SegmentWidget(QWidget):
         mode, value = self.level
         if mode == "k":
             lookup = segmentation.hierarchy.lookup_at_k(int(value))
-            labels = segmentation.labels_at_k(int(value))
             tag = f"k={int(value)}"
         else:
             lookup = segmentation.hierarchy.lookup_at_radius(value)
-            labels = segmentation.labels_at_radius(value)
             tag = f"r={value:.2f}"
-        layer = self._show_labels(labels)
-        try:
-            table = segmentation.features(lookup, self.image_data, self.spacing)
-        except HypsegError as error:  # e.g. the image's data were replaced since segmenting
-            notify_error(error)
-            table = {}
-        # napari maps label values to feature rows through an "index" column (else row i = label i).
-        layer.features = {"index": table["label"], **table} if table else {}
+        # The layer keeps the fine labels; a level is a colour table (O(n_fine), see _cluster_colormap).
+        layer = self._show_labels(segmentation.fine_labels)
+        view = level_view(segmentation, lookup, self.image_data, self.spacing)
+        if view.error is not None:
+            notify_error(view.error)
+        layer.colormap = view.colormap
+        layer.features = view.features
         layer.metadata["hypseg"] = {
             "mode": mode, "level": value, "n_fine": int(segmentation.hierarchy.n_fine),
             "model": str(self.model_used.path) if self.model_used and self.model_used.path else None,
+            LOOKUP_KEY: [int(v) for v in lookup],
         }
         clusters = [int(c) for c in np.unique(lookup[1:])]
         self.level_info.setText(f"{len(clusters)} clusters ({tag})")
-        if self.per_cluster.isChecked():
-            self._show_cluster_layers(labels, clusters, tag, layer)
-        hierarchy = segmentation.hierarchy
+        if self.per_cluster.isChecked():   # the only per-voxel work of a move, and only when asked
+            self._show_cluster_layers(segmentation.labels_from_lookup(lookup), clusters, tag, layer)
         self.poincare.set_level(_colors(layer, lookup[segmentation.sample_labels]),
-                                hierarchy.coarse_centroids(lookup), _colors(layer, clusters))
+                                view.coarse_centroids, _colors(layer, clusters))
 
     def _show_labels(self, labels: np.ndarray) -> Labels:
         layer = self.labels_layer
         if layer is not None and layer in self.viewer.layers:
-            layer.data = labels
+            if layer.data is not labels:
+                layer.data = labels
             return layer
         source = self._image_layer
         self.labels_layer = self.viewer.add_labels(
@@ -436,5 +435,5 @@ class SegmentWidget(QWidget):
 
 
 def _colors(layer: Labels, values: Any) -> np.ndarray:
-    """RGBA colours the Labels layer gives these values (a plain array, also through napari's proxy)."""
-    return np.asarray(layer.colormap.map(np.asarray(values)), dtype=np.float32)
+    """RGBA colours of these coarse cluster ids, as the level's colour table draws them."""
+    return cluster_colors(values)
