@@ -72,15 +72,23 @@ def tomogram_like(path: Path, shape: tuple[int, int, int], seed: int = 0) -> Pat
 
 
 def timed(command: list[str], log: Path) -> dict[str, float]:
-    """Run `command` under /usr/bin/time -v; wall seconds and peak RSS (GiB) of the process."""
+    """Run `command` under /usr/bin/time -v; wall seconds and peak RSS (GiB) of the process. Without
+    /usr/bin/time, the peak is resource.getrusage's over this script's children so far."""
+    import resource
+
+    gnu_time = Path("/usr/bin/time").exists()
     started = time.perf_counter()
     with log.open("w") as out:
-        result = subprocess.run(["/usr/bin/time", "-v", *command], stdout=out, stderr=subprocess.STDOUT)
+        result = subprocess.run(["/usr/bin/time", "-v", *command] if gnu_time else command, stdout=out,
+                                stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
     text = log.read_text()
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({result.returncode}); see {log}")
-    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
+    if gnu_time:
+        rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
+    else:
+        rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"seconds": seconds, "rss_gib": rss_kb / 2**20}
 
 
