@@ -73,8 +73,8 @@ def test_suffix_of_treats_nii_gz_as_one_suffix(name, suffix):
 
 
 def test_suffix_lists_cover_the_formats():
-    assert {".mrc", ".mrcs", ".map", ".rec", ".st", ".tif", ".tiff", ".nii", ".nii.gz"} == set(READ_SUFFIXES)
-    assert set(WRITE_SUFFIXES) == {".tif", ".tiff", ".mrc", ".nii", ".nii.gz"}
+    assert {".mrc", ".mrcs", ".map", ".rec", ".st", ".tif", ".tiff", ".nii", ".nii.gz", ".zarr"} == set(READ_SUFFIXES)
+    assert set(WRITE_SUFFIXES) == {".tif", ".tiff", ".mrc", ".nii", ".nii.gz", ".zarr"}
 
 
 # --- MRC ----------------------------------------------------------------------------------------

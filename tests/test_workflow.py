@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_hypseg._layer_labels import displayed_labels
 from napari_hypseg.core.config import get_preset
 from napari_hypseg.core.errors import CheckpointError
 from napari_hypseg.core.progress import run_to_completion
@@ -140,14 +141,16 @@ def test_whole_workflow_on_the_toy_sample(make_napari_viewer, qtbot, tmp_path, n
     assert segmenter.k_slider.maximum() == N_FINE
     for k in (1, 2, N_FINE, 3):
         segmenter.k_slider.setValue(k)
-        qtbot.waitUntil(lambda k=k: np.array_equal(layer.data, segmentation.labels_at_k(k)), timeout=5_000)
+        qtbot.waitUntil(lambda k=k: np.array_equal(displayed_labels(layer), segmentation.labels_at_k(k)),
+                        timeout=5_000)
         assert [lay for lay in viewer.layers if isinstance(lay, Labels)] == labels_layers
         assert set(layer.features["index"]) >= set(np.unique(layer.data).tolist())
     segmenter.mode.setCurrentText(MODE_RADIUS)
     low, high = segmentation.hierarchy.radius_range
     for radius in (low, (low + high) / 2, high):
         segmenter.radius_slider.setValue(radius)
-        qtbot.waitUntil(lambda: np.array_equal(layer.data, segmentation.labels_at_radius(segmenter.level[1])),
+        qtbot.waitUntil(lambda: np.array_equal(displayed_labels(layer),
+                                             segmentation.labels_at_radius(segmenter.level[1])),
                         timeout=5_000)
     assert segmenter.level[0] == "radius"
 
@@ -179,7 +182,7 @@ def test_whole_workflow_on_the_toy_sample(make_napari_viewer, qtbot, tmp_path, n
     qtbot.waitUntil(lambda: segmenter.cluster_layers[0].name.endswith(f"(r={radius:.2f})"), timeout=5_000)
     _check_cluster_layers(viewer, segmenter, segmentation.labels_at_radius(radius), f"r={radius:.2f}")
     segmenter.mode.setCurrentText(MODE_K)
-    qtbot.waitUntil(lambda: np.array_equal(layer.data, segmentation.labels_at_k(2)), timeout=5_000)
+    qtbot.waitUntil(lambda: np.array_equal(displayed_labels(layer), segmentation.labels_at_k(2)), timeout=5_000)
 
     # --- export and read back ------------------------------------------------------------------------
     _, exporter = viewer.window.add_plugin_dock_widget(PLUGIN, "Export")
@@ -190,14 +193,14 @@ def test_whole_workflow_on_the_toy_sample(make_napari_viewer, qtbot, tmp_path, n
         exporter.export_button.click()
         qtbot.waitUntil(lambda: exporter.worker is None, timeout=30_000)
         written = read_volume(tmp_path / "export" / f"toy image segmentation{suffix}")
-        np.testing.assert_array_equal(written.data, layer.data)
+        np.testing.assert_array_equal(written.data, displayed_labels(layer))
         assert written.spacing == pytest.approx((2.0, 1.5, 1.0))
     exporter.masks.setChecked(True)
     exporter.export_button.click()
     qtbot.waitUntil(lambda: exporter.worker is None, timeout=30_000)
     for cluster in (1, 2):
         mask = read_volume(tmp_path / "export" / f"toy image segmentation_cluster{cluster}.mrc")
-        np.testing.assert_array_equal(mask.data, layer.data == cluster)
+        np.testing.assert_array_equal(mask.data, displayed_labels(layer) == cluster)
         assert mask.spacing == pytest.approx((2.0, 1.5, 1.0))
     assert not _errors(notifications)
 

@@ -1,4 +1,7 @@
-"""npe2 reader: opens MRC, TIFF and NIfTI volumes as Image layers with their physical scale.
+"""npe2 reader: opens MRC, TIFF, NIfTI and OME-Zarr volumes as Image layers with their physical scale.
+
+An OME-Zarr image with several resolution levels opens as one multiscale layer (napari shows the
+level that suits the zoom, read lazily chunk by chunk); the widgets work on its finest level.
 
 Thin on purpose: all reading and checking happens in ``core.volume_io``. A file that cannot be
 used raises its VolumeError from the returned function; napari shows that message to the user
@@ -11,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .core.volume_io import KNOWN_UNITS, READ_SUFFIXES, read_volume, suffix_of
+from .core.volume_io import KNOWN_UNITS, READ_SUFFIXES, ZARR_SUFFIXES, read_volume, suffix_of
 
 LayerData = tuple[object, dict, str]
 
@@ -22,7 +25,7 @@ def get_reader(path: str | Sequence[str]) -> Callable[[str | Sequence[str]], lis
     suffixes = {suffix_of(p) for p in paths}
     if not paths or len(suffixes) != 1 or suffixes.pop() not in READ_SUFFIXES:
         return None
-    if any(Path(p).is_dir() for p in paths):
+    if any(Path(p).is_dir() and suffix_of(p) not in ZARR_SUFFIXES for p in paths):
         return None
     return read_layers
 
@@ -37,7 +40,7 @@ def _image_layer(path: Path) -> LayerData:
     volume = read_volume(path)
     affine = None if volume.affine is None else volume.affine.tolist()
     kwargs = {
-        "name": path.name[: -len(suffix_of(path))] or path.name,
+        "name": path.name.rstrip("/")[: -len(suffix_of(path))] or path.name,
         "scale": volume.spacing,
         "axis_labels": ("z", "y", "x"),
         "metadata": {
@@ -51,4 +54,11 @@ def _image_layer(path: Path) -> LayerData:
     }
     if volume.unit in KNOWN_UNITS:  # napari (pint) rejects unit names it does not know
         kwargs["units"] = (volume.unit,) * 3
-    return volume.data, kwargs, "image"
+    data = volume.data
+    if suffix_of(path) in ZARR_SUFFIXES:
+        from .core.zarr_io import zarr_levels
+
+        if len(zarr_levels(path)) > 1:
+            data = [volume.data] + [read_volume(path, level=i).data for i in range(1, len(zarr_levels(path)))]
+            kwargs["multiscale"] = True
+    return data, kwargs, "image"

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ._layer_labels import coarse_labels
 from .core.errors import VolumeError
 from .core.volume_io import write_labels as write_label_volume
 
@@ -18,7 +19,9 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """npe2 single-layer writer: (path, layer data, layer attributes) -> [written path].
 
     Overwrites: napari's save dialog has already asked the user before calling a writer.
+    A layer showing a hierarchy level through its colour table is written as shown (coarse labels).
     """
+    data, attributes = coarse_labels(data, attributes)
     scale = attributes.get("scale") or (1.0, 1.0, 1.0)
     units = {str(unit) for unit in attributes.get("units") or ("pixel",)}
     if len(units) > 1:

@@ -4,7 +4,11 @@ The volume is clustered once into --n-fine fine clusters; the labels written are
 over them (method.md §7), at --k clusters or at --radius in the Poincaré ball (fine clusters whose
 lowest common ancestor lies at least that far from the origin merge; a smaller radius is coarser).
 Several --k values write one file each, named LABELS with _k<K> before the suffix. Labels keep the
-source's voxel spacing (and NIfTI affine).
+source's voxel spacing (and NIfTI affine); an --out ending in .zarr writes OME-Zarr.
+
+--bin segments a binned volume (labels on the binned grid, voxel size scaled, unless
+--full-resolution); --roi and --mask limit the work to a box or a mask: voxels outside are 0.
+Latents go to a memory-mapped file beside --out while the command runs, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import sys
 from pathlib import Path
 
 from ..core.config import PRECISIONS
+from ._region import add_region_arguments, check_region_arguments, load_region
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,6 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "else float32), float32 or bfloat16 (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the clustering (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_region_arguments(parser)
+    parser.add_argument("--full-resolution", "--unbin", action="store_true", dest="full_resolution",
+                        help="with --bin: write labels on the original grid (each binned voxel repeated)")
     return parser
 
 
@@ -63,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_checkpoint
     from ..core.errors import ConfigError
     from ..core.progress import run_to_completion
+    from ..core.region import full_labels, latent_file, region_volume
     from ..core.segmentation import segment
     from ..core.volume_io import WRITE_SUFFIXES, read_volume, suffix_of, write_labels
     from ._progress import ProgressLine
@@ -84,28 +93,34 @@ def run(args: argparse.Namespace) -> int:
     existing = [p for p in [*paths, latents] if p is not None and p.exists()]
     if existing and not args.overwrite:
         raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another name")
+    check_region_arguments(args)
 
     trained = load_checkpoint(args.model, device=args.device)
-    volume = read_volume(args.volume)
+    volume = read_volume(args.volume, level=args.level)
+    region = load_region(args, volume)
     line = ProgressLine()
     try:
-        segmentation = run_to_completion(
-            segment(trained, volume.data, n_fine=args.n_fine, context=args.context, device=args.device,
-                    tile=args.tile, seed=args.seed, latents_out=latents, linkage=args.linkage,
-                    precision=args.precision), line)
+        with latent_file(latents, beside=args.out) as latents_out:
+            segmentation = run_to_completion(
+                segment(trained, region_volume(volume.data, region), n_fine=args.n_fine, context=args.context,
+                        device=args.device, tile=args.tile, seed=args.seed, latents_out=latents_out,
+                        linkage=args.linkage, precision=args.precision), line)
     except KeyboardInterrupt:
         if latents is not None:
             latents.unlink(missing_ok=True)   # a partial latent file would look complete
         raise
     finally:
         line.close()
+    full = args.full_resolution
+    spacing = volume.spacing if full else region.spacing(volume.spacing)
 
     hierarchy = segmentation.hierarchy
     cuts = ([(k, hierarchy.lookup_at_k(k)) for k in args.k] if args.k is not None
             else [(hierarchy.k_at_radius(args.radius), hierarchy.lookup_at_radius(args.radius))])
     for path, (k, lookup) in zip(paths, cuts):
-        write_labels(path, segmentation.labels_from_lookup(lookup), spacing=volume.spacing, unit=volume.unit,
-                     affine=volume.affine, overwrite=args.overwrite)
+        labels = full_labels(segmentation.labels_from_lookup(lookup), region, full_resolution=full)
+        write_labels(path, labels, spacing=spacing, unit=volume.unit,
+                     affine=region.affine(volume.affine, full_resolution=full), overwrite=args.overwrite)
         print(f"labels written to {path} ({k} cluster{'s' if k != 1 else ''} of {segmentation.n_fine} fine ones)")
     if args.radius is not None:
         low, high = hierarchy.radius_range

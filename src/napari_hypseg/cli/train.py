@@ -1,6 +1,8 @@
 """`hypseg train`: fit a model on one or more volumes and write it to a model file.
 
 Ctrl-C stops after the current step and still writes the model; `--resume MODEL` continues it.
+--bin trains on binned volumes (segment them with the same --bin); --roi and --mask keep every
+training patch inside a box (a mask's bounding box).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.config import DEFAULT_PRESET, PRESETS
+from ._region import add_region_arguments, check_region_arguments, load_region
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -45,6 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                         help="save the model every N steps (default: the preset's)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_region_arguments(parser, several=True)
     return parser
 
 
@@ -53,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from ..core.config import get_preset
     from ..core.errors import ConfigError
     from ..core.progress import run_to_completion
+    import numpy as np
+
+    from ..core.region import region_volume
     from ..core.training import train
     from ..core.volume_io import read_volume
     from ._progress import ProgressLine
@@ -71,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
     config = base.with_overrides(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                  intensity_jitter=args.intensity_jitter, texture_weight=args.texture_weight,
                                  seed=args.seed, checkpoint_every=args.checkpoint_every)
-    volumes = [read_volume(path).data for path in args.volumes]
+    check_region_arguments(args, len(args.volumes))
+    volumes = []
+    for index, path in enumerate(args.volumes):
+        volume = read_volume(path, level=args.level)
+        volumes.append(np.asarray(region_volume(volume.data, load_region(args, volume, index))))
     out.parent.mkdir(parents=True, exist_ok=True)
 
     stop = threading.Event()

@@ -157,8 +157,8 @@ def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "h
     if hyperbolic:
         remap(manifold.logmap0)
     for channel in range(latents.shape[-1]):
-        latents[..., channel] = ndimage.gaussian_filter(np.ascontiguousarray(latents[..., channel]), sigma,
-                                                        mode="nearest")
+        values = np.ascontiguousarray(latents[..., channel])     # filtered in place: one (Z, Y, X) array
+        latents[..., channel] = ndimage.gaussian_filter(values, sigma, mode="nearest", output=values)
     if hyperbolic:
         remap(manifold.expmap0)
     if isinstance(latents, np.memmap):

@@ -40,12 +40,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VolumeError
+from .zarr_io import is_zarr_path, read_zarr
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".rec", ".st")
 TIFF_SUFFIXES = (".tif", ".tiff")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-READ_SUFFIXES: tuple[str, ...] = MRC_SUFFIXES + TIFF_SUFFIXES + NIFTI_SUFFIXES
-WRITE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".mrc", ".nii", ".nii.gz")
+ZARR_SUFFIXES = (".zarr",)    # OME-Zarr / Zarr folders, see zarr_io.py
+READ_SUFFIXES: tuple[str, ...] = MRC_SUFFIXES + TIFF_SUFFIXES + NIFTI_SUFFIXES + ZARR_SUFFIXES
+WRITE_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".mrc", ".nii", ".nii.gz", ".zarr")
 
 LENGTH_UNIT_EXPONENTS = {"angstrom": -10, "nanometer": -9, "micrometer": -6, "mm": -3, "meter": 0}
 """Canonical length units and their power of ten in meters (powers, so conversions stay exact)."""
@@ -97,6 +99,10 @@ def as_volume_array(array, name: str = "volume") -> np.ndarray:
     Callers use this before training or inference. The NaN/inf scan runs slab by slab, so a
     memory-mapped tomogram is never copied into RAM (the result is a view of ``array``).
     """
+    if _is_lazy(array):   # dask / zarr: checked chunk by chunk, never loaded whole (zarr_io.py)
+        from .zarr_io import checked_lazy_volume
+
+        return checked_lazy_volume(array, name)
     array = np.asanyarray(array)
     if array.dtype.kind not in "biuf":
         raise VolumeError(
@@ -109,10 +115,15 @@ def as_volume_array(array, name: str = "volume") -> np.ndarray:
     return volume
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
-    """Read one 3D volume; every problem with the file is a VolumeError naming the file."""
+def read_volume(path: str | os.PathLike, *, level: int = 0) -> Volume:
+    """Read one 3D volume; every problem with the file is a VolumeError naming the file.
+
+    ``level``: resolution level of a multiscale OME-Zarr image (0 = full resolution; see zarr_io.py).
+    """
     path = Path(path)
     suffix = suffix_of(path)
+    if suffix in ZARR_SUFFIXES or (path.is_dir() and is_zarr_path(path)):
+        return read_zarr(path, level=level)
     if suffix not in READ_SUFFIXES:
         raise VolumeError(
             f"Cannot open {path}: unsupported file type {suffix or '(no suffix)'!r}. "
@@ -165,6 +176,10 @@ def write_labels(
     labels = _label_array(labels)
     spacing = _checked_spacing(spacing)
     unit = canonical_unit(unit)
+    if suffix in ZARR_SUFFIXES:
+        from .zarr_io import write_zarr_labels
+
+        return write_zarr_labels(path, labels, spacing=spacing, unit=unit, overwrite=overwrite)
     writer = {".mrc": _write_mrc, ".nii": _write_nifti, ".nii.gz": _write_nifti}.get(suffix, _write_tiff)
     # A fresh name created by the format library itself, so the file gets the usual permissions.
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}")
@@ -204,6 +219,12 @@ def _squeeze_to_3d(array: np.ndarray, name: str, axes: str | None = None) -> np.
         "channels or time points first (Fiji: Image > Color > Split Channels, or Image > Stacks > "
         "Tools > Reduce Dimensionality; numpy: stack[t] or stack[:, c]) and open one 3D volume."
     )
+
+
+def _is_lazy(array) -> bool:
+    """A chunked array (dask, zarr) that numpy would load whole: shape, dtype and slicing, no buffer."""
+    return (not isinstance(array, np.ndarray) and hasattr(array, "shape") and hasattr(array, "dtype")
+            and hasattr(array, "__getitem__") and (hasattr(array, "chunks") or hasattr(array, "dask")))
 
 
 def _require_finite(volume: np.ndarray, name: str) -> None:

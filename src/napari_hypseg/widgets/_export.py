@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._layer_labels import coarse_labels
 from ..core.progress import Progress
 from ._common import LayerPicker, confirm_overwrite, scrollable_layout, start_job
 
@@ -140,6 +141,7 @@ class ExportWidget(QWidget):
         jobs = []
         for layer in self.layers.value:
             data, attributes, _ = layer.as_layer_data_tuple()
+            data, attributes = coarse_labels(data, attributes)   # a hierarchy level: its labels, as shown
             stem = _file_stem(layer.name)
             if self.whole.isChecked():
                 jobs.append((folder / f"{stem}{suffix}", data, attributes, None))

@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 from superqt.utils import qthrottled, signals_blocked
 
-from ..core.errors import HypsegError
 from ..core.progress import format_duration
 from ._common import (
     INT_MAX,
@@ -41,6 +40,9 @@ from ._common import (
     start_job,
     volume_of,
 )
+from .._layer_labels import LOOKUP_KEY
+from ._binning import binned_placement, binned_segment_job, binning_field
+from ._cluster_colormap import cluster_colors, level_view
 from ._poincare_view import PoincareView
 from ._session import ModelEntry, load_model_file, session_for
 
@@ -50,14 +52,6 @@ if TYPE_CHECKING:
 MODE_K = "number of clusters (k)"
 MODE_RADIUS = "ball radius"
 DEFAULT_K = 4
-
-
-def _segment_job(trained: Any, image: np.ndarray, *, n_fine: int, device: str, seed: int,
-                 stop: threading.Event):
-    """Worker body: the core's segmentation generator."""
-    from ..core.segmentation import segment
-
-    return (yield from segment(trained, image, n_fine=n_fine, device=device, stop=stop, seed=seed))
 
 
 class SegmentWidget(QWidget):
@@ -108,6 +102,9 @@ class SegmentWidget(QWidget):
         self.seed.setToolTip("Seed of the clustering (k-means++ starts): the same seed gives the same "
                              "clusters.")
         self.devices = DeviceChooser()
+        self.binning = binning_field()
+        self._binned: dict = {}
+        self._translate: tuple[float, ...] = (0.0, 0.0, 0.0)
 
         self.segment_button = QPushButton("Segment")
         self.segment_button.setToolTip("Compute every voxel's latent point and cluster them "
@@ -161,6 +158,7 @@ class SegmentWidget(QWidget):
         form.addRow("model", model_row)
         form.addRow("fine clusters", self.n_fine)
         form.addRow("seed", self.seed)
+        form.addRow("binning", self.binning)
         form.addRow("device", self.devices)
         self.hierarchy = QGroupBox("Hierarchy")
         hierarchy_form = QFormLayout(self.hierarchy)
@@ -218,7 +216,7 @@ class SegmentWidget(QWidget):
         return self.worker is not None
 
     def _set_running(self, running: bool) -> None:
-        for widget in (self.model, self.load_button, self.n_fine, self.seed, self.devices,
+        for widget in (self.model, self.load_button, self.n_fine, self.seed, self.devices, self.binning,
                        self.image.widget.native):
             widget.setEnabled(not running)
         self.stop_button.setEnabled(running)
@@ -248,12 +246,15 @@ class SegmentWidget(QWidget):
             return
         self._stop = threading.Event()
         self._pending = (layer, entry, volume_of(layer))
+        self._binned = {}
         self.status.setText(f"Segmenting {layer.name} with {entry.name} into {self.n_fine.value()} "
                             f"fine clusters on {self.devices.device}…")
         self.worker = start_job(
-            _segment_job,
+            binned_segment_job,
             entry.trained,
             self._pending[2],
+            factor=self.binning.currentData(),
+            holder=self._binned,
             n_fine=self.n_fine.value(),
             device=self.devices.device,
             seed=self.seed.value(),
@@ -294,8 +295,9 @@ class SegmentWidget(QWidget):
         new_source = layer.name != self.source_name
         self.segmentation = segmentation
         self.model_used = entry
-        self.image_data = data
-        self.spacing = spacing_of(layer)
+        self.image_data = self._binned.get("image", data)
+        self.spacing, self._translate = binned_placement(spacing_of(layer), layer.translate[-3:],
+                                                         self.binning.currentData())
         self.source_name = layer.name
         self._image_layer = layer
         if new_source:  # a new image gets its own result layer; the old one stays as it is
@@ -349,43 +351,42 @@ class SegmentWidget(QWidget):
         mode, value = self.level
         if mode == "k":
             lookup = segmentation.hierarchy.lookup_at_k(int(value))
-            labels = segmentation.labels_at_k(int(value))
             tag = f"k={int(value)}"
         else:
             lookup = segmentation.hierarchy.lookup_at_radius(value)
-            labels = segmentation.labels_at_radius(value)
             tag = f"r={value:.2f}"
-        layer = self._show_labels(labels)
-        try:
-            table = segmentation.features(lookup, self.image_data, self.spacing)
-        except HypsegError as error:  # e.g. the image's data were replaced since segmenting
-            notify_error(error)
-            table = {}
-        # napari maps label values to feature rows through an "index" column (else row i = label i).
-        layer.features = {"index": table["label"], **table} if table else {}
+        # The layer keeps the fine labels; a level is a colour table (O(n_fine), see _cluster_colormap).
+        layer = self._show_labels(segmentation.fine_labels)
+        view = level_view(segmentation, lookup, self.image_data, self.spacing)
+        if view.error is not None:
+            notify_error(view.error)
+        layer.colormap = view.colormap
+        layer.features = view.features
         layer.metadata["hypseg"] = {
             "mode": mode, "level": value, "n_fine": int(segmentation.hierarchy.n_fine),
             "model": str(self.model_used.path) if self.model_used and self.model_used.path else None,
+            LOOKUP_KEY: [int(v) for v in lookup],
         }
         clusters = [int(c) for c in np.unique(lookup[1:])]
         self.level_info.setText(f"{len(clusters)} clusters ({tag})")
-        if self.per_cluster.isChecked():
-            self._show_cluster_layers(labels, clusters, tag, layer)
-        hierarchy = segmentation.hierarchy
+        if self.per_cluster.isChecked():   # the only per-voxel work of a move, and only when asked
+            self._show_cluster_layers(segmentation.labels_from_lookup(lookup), clusters, tag, layer)
         self.poincare.set_level(_colors(layer, lookup[segmentation.sample_labels]),
-                                hierarchy.coarse_centroids(lookup), _colors(layer, clusters))
+                                view.coarse_centroids, _colors(layer, clusters))
 
     def _show_labels(self, labels: np.ndarray) -> Labels:
         layer = self.labels_layer
         if layer is not None and layer in self.viewer.layers:
-            layer.data = labels
+            if layer.data is not labels:
+                layer.data = labels
+                layer.scale, layer.translate = self.spacing, self._translate
             return layer
         source = self._image_layer
         self.labels_layer = self.viewer.add_labels(
             labels,
             name=f"{self.source_name} segmentation",
             scale=self.spacing,
-            translate=tuple(source.translate[-3:]),
+            translate=self._translate,
             units=tuple(source.units[-3:]),
             axis_labels=tuple(source.axis_labels[-3:]),
             metadata={"hypseg_volume": dict(source.metadata.get("hypseg_volume") or {})},
@@ -436,5 +437,5 @@ class SegmentWidget(QWidget):
 
 
 def _colors(layer: Labels, values: Any) -> np.ndarray:
-    """RGBA colours the Labels layer gives these values (a plain array, also through napari's proxy)."""
-    return np.asarray(layer.colormap.map(np.asarray(values)), dtype=np.float32)
+    """RGBA colours of these coarse cluster ids, as the level's colour table draws them."""
+    return cluster_colors(values)

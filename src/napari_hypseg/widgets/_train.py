@@ -34,6 +34,7 @@ from ._common import (
     start_job,
     volume_of,
 )
+from ._binning import binned, binning_field, in_memory
 from ._config_form import ConfigForm
 from ._loss_plot import NOT_LOSSES, LossPlot
 from ._session import ModelEntry, load_model_file, session_for
@@ -45,10 +46,11 @@ MODEL_FILTER = "napari-hypseg models (*.pt);;All files (*)"
 
 
 def _train_job(volumes: list, config: Any, *, checkpoint_path: Path, resume: Path | None, device: str,
-               stop: threading.Event):
-    """Worker body: the core's training generator, importing torch in the worker thread."""
+               stop: threading.Event, factor: int = 1):
+    """Worker body: binning (if asked), then the core's training generator, importing torch in the worker thread."""
     from ..core.training import train
 
+    volumes = [in_memory(binned(volume, factor)) for volume in volumes]
     return (yield from train(volumes, config, checkpoint_path=checkpoint_path, resume=resume, device=device,
                              stop=stop))
 
@@ -129,6 +131,8 @@ class TrainWidget(QWidget):
         self.form.add_key_rows(form)
         form.addRow(self.form.advanced)
         form.addRow("device", self.devices)
+        self.binning = binning_field()
+        form.addRow("binning", self.binning)
         form.addRow("model file", path_row)
         form.addRow(self.resume)
         layout = scrollable_layout(self)
@@ -150,7 +154,7 @@ class TrainWidget(QWidget):
         self.train_button.setEnabled(not running)
         self.load_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
-        for widget in (self.preset, self.form, self.devices, self.checkpoint, self.images.widget.native):
+        for widget in (self.preset, self.form, self.devices, self.binning, self.checkpoint, self.images.widget.native):
             widget.setEnabled(not running)
         resumable = self.last_model is not None and self.last_model.path is not None
         self.resume.setEnabled(resumable and not running)
@@ -241,6 +245,7 @@ class TrainWidget(QWidget):
             checkpoint_path=path,
             resume=resume,
             device=self.devices.device,
+            factor=self.binning.currentData(),
             owner=self,
             stop=self._stop,
             description="HypSeg training",
