@@ -14,6 +14,7 @@ origin, so d(mu, z) = |v| for a sample built from v ~ N(0, diag sigma^2).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -24,6 +25,19 @@ BOUNDARY_EPS = 1e-5
 """Points are kept at norm <= (1 - BOUNDARY_EPS) / sqrt(c)."""
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _same_arithmetic_every_call(function):
+    """Run geoopt's TorchScript functions unoptimised. The TorchScript executor re-plans a function
+    after its first calls (its gradients then differ in the last bits), so otherwise the first
+    training of a process would differ from the next ones with the same seed."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with torch.jit.optimized_execution(False):   # thread-local: set on every call
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def ball(curvature: float = 1.0) -> PoincareBall:
@@ -48,24 +62,29 @@ def conformal_factor(x: torch.Tensor, curvature: float = 1.0, keepdim: bool = Fa
     return 2.0 / (1.0 - curvature * x2).clamp_min(1e-15)
 
 
+@_same_arithmetic_every_call
 def mobius_add(x: torch.Tensor, y: torch.Tensor, curvature: float = 1.0) -> torch.Tensor:
     return gmath.mobius_add(x, y, k=_k(curvature, x))
 
 
+@_same_arithmetic_every_call
 def expmap0(u: torch.Tensor, curvature: float = 1.0) -> torch.Tensor:
     """exp_0(u) = tanh(sqrt(c)|u|) u / (sqrt(c)|u|), projected into the ball."""
     return project(gmath.expmap0(u, k=_k(curvature, u)), curvature)
 
 
+@_same_arithmetic_every_call
 def logmap0(x: torch.Tensor, curvature: float = 1.0) -> torch.Tensor:
     return gmath.logmap0(x, k=_k(curvature, x))
 
 
+@_same_arithmetic_every_call
 def expmap(x: torch.Tensor, u: torch.Tensor, curvature: float = 1.0) -> torch.Tensor:
     """exp_x(u), projected into the ball."""
     return project(gmath.expmap(x, u, k=_k(curvature, x)), curvature)
 
 
+@_same_arithmetic_every_call
 def logmap(x: torch.Tensor, y: torch.Tensor, curvature: float = 1.0) -> torch.Tensor:
     return gmath.logmap(x, y, k=_k(curvature, x))
 
