@@ -1,3 +1,4 @@
+import gc
 import math
 import os
 import subprocess
@@ -117,6 +118,22 @@ def test_closing_the_generator_saves_a_checkpoint(tmp_path):
     work.close()
     saved = load_checkpoint(path)
     assert saved.step == 2 and len(saved.history) == 2
+
+
+def test_an_interrupt_between_steps_ends_training_without_saving(tmp_path):
+    """Closing a training generator saves (its consumer stopped reading); an interrupt must not."""
+    path = tmp_path / "model.pt"
+    work = train(VOLUMES, CONFIG.with_overrides(steps=50), checkpoint_path=path, device="cpu")
+
+    def interrupt_at_step_two(event):
+        if event.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_to_completion(work, interrupt_at_step_two)
+    del work
+    gc.collect()
+    assert not path.exists()
 
 
 def test_periodic_checkpoints_and_longer_resume(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import threading
 from contextlib import contextmanager
@@ -91,21 +92,38 @@ def run(args: argparse.Namespace) -> int:
 @contextmanager
 def _ctrl_c_requests_stop(stop: threading.Event, line):
     """The first Ctrl-C asks training to stop after the current step (it then saves); a second one
-    aborts at once."""
+    aborts at once without writing.
+
+    Python runs a handler once for signals that arrive during one long tensor operation, so the
+    handler also counts the bytes the interpreter writes to the wakeup pipe for every signal.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    receiver, sender = socket.socketpair()
+    receiver.setblocking(False)
+    sender.setblocking(False)
+
+    def signals_received() -> int:
+        try:
+            return len(receiver.recv(64))
+        except BlockingIOError:
+            return 0
 
     def request_stop(signum, frame):
-        if stop.is_set():
+        if stop.is_set() or signals_received() > 1:
             raise KeyboardInterrupt
         stop.set()
         line.close()
         print("stopping after this step and saving the model (Ctrl-C again to abort without saving)",
               file=sys.stderr, flush=True)
 
+    previous_wakeup = signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.set_wakeup_fd(previous_wakeup)
+        receiver.close()
+        sender.close()
