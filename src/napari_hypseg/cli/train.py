@@ -6,6 +6,7 @@ Ctrl-C stops after the current step and still writes the model; `--resume MODEL`
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import sys
@@ -55,16 +56,22 @@ def run(args: argparse.Namespace) -> int:
     from ..core.errors import ConfigError
     from ..core.progress import run_to_completion
     from ..core.training import train
-    from ..core.volume_io import read_volume
+    from ..core.validation import integer, output_path
+    from ..core.volume_io import READ_SUFFIXES, read_volume, suffix_of
     from ._progress import ProgressLine
 
     out: Path = args.out
-    continuing_out = args.resume is not None and out.exists() and out.resolve() == args.resume.resolve()
-    if out.exists() and not args.overwrite and not continuing_out:
+    if suffix_of(out) in READ_SUFFIXES:
+        raise ConfigError(f"--out {out} ends in {suffix_of(out)}, a volume file type; a model file name "
+                          f"ends in .pt, e.g. {out.with_name(out.name[:-len(suffix_of(out))] + '.pt')}")
+    continuing_out = args.resume is not None and out.exists() and args.resume.exists() and \
+        os.path.samefile(out, args.resume)
+    if out.exists() and not out.is_dir() and not args.overwrite and not continuing_out:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or --resume {out} to "
                           "continue training it.")
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; give a model file name such as {out / 'model.pt'}.")
+    output_path(out, inputs=args.volumes, overwrite=True, what="--out model", create_folder=True)
+    if args.seed is not None:
+        integer("--seed", args.seed, minimum=0)
     if args.preset is None and args.resume is not None:
         base = read_checkpoint(args.resume)["config"]
     else:
@@ -73,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
                                  intensity_jitter=args.intensity_jitter, texture_weight=args.texture_weight,
                                  seed=args.seed, checkpoint_every=args.checkpoint_every)
     volumes = [read_volume(path).data for path in args.volumes]
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     stop = threading.Event()
     line = ProgressLine()
