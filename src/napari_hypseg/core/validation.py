@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from numbers import Integral, Real
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ConfigError, OutputError
 
 
@@ -35,6 +37,27 @@ def real(name: str, value, *, minimum: float | None = None, maximum: float | Non
         bounds = " > 0" if positive else _range_text(minimum, maximum)
         raise ConfigError(f"{name} must be a finite number{bounds}, got {value!r}")
     return float(value)
+
+
+def points_array(X, name: str = "X") -> np.ndarray:
+    """A 2-D (N, d) array of real numbers, checked as scikit-learn checks it, without reading it whole
+    (memory maps stay memory maps; finiteness is checked on the rows used, see finite_points)."""
+    from sklearn.utils import check_array
+
+    if hasattr(X, "detach"):   # a torch tensor (torch is not imported for this check)
+        X = X.detach().cpu().numpy()
+    try:
+        return check_array(X, ensure_all_finite=False, input_name=name)
+    except ValueError as error:   # a TypeError (e.g. an object array of dicts) is a programming error
+        raise ConfigError(f"{name} must be a 2-D array of real numbers (n_points, n_dims): {error}") from None
+
+
+def finite_points(X, name: str = "X") -> np.ndarray:
+    """``points_array`` whose every value is finite (read whole: use on samples and chunks)."""
+    X = points_array(X, name)
+    if not np.isfinite(X).all():
+        raise ConfigError(f"{name} contains NaN or infinite values; remove or replace them first")
+    return X
 
 
 def _range_text(minimum, maximum) -> str:
