@@ -194,7 +194,7 @@ def test_scikit_learn_estimator_checks(estimator, expected_failures):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = check_estimator(estimator, expected_failed_checks=expected_failures, on_fail=None)
-    failed = sorted({r["check_name"] for r in results if r["status"] == "failed"})
+    failed = sorted({f"{r['check_name']}: {r['exception']}" for r in results if r["status"] == "failed"})
     assert failed == []
     unexpectedly_passing = sorted({r["check_name"] for r in results if r["status"] == "xfail"} ^
                                   set(expected_failures))
