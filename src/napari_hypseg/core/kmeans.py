@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .device import resolve_device
 from .errors import ConfigError
-from .manifold import augment, frechet_fixed_point, frechet_step, project, to_unit_ball
+from .manifold import augment, frechet_fixed_point, frechet_step, to_unit_ball
 from .validation import finite_points, integer, points_array, real
 
 # Restarts compete on a subsample of this many points.
