@@ -181,6 +181,7 @@ POINCARE_EXPECTED_FAILURES = {name: OUTSIDE_THE_BALL for name in (
     "check_clustering", "check_non_transformer_estimators_n_iter", "check_methods_sample_order_invariance",
     "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature", "check_dict_unchanged",
     "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
+    "check_dtype_object",
 )}
 
 
