@@ -25,3 +25,35 @@ def notifications():
     notification_manager.notification_ready.connect(received.append)
     yield received
     notification_manager.notification_ready.disconnect(received.append)
+
+
+@pytest.fixture
+def make_read_only():
+    """Make a folder read-only for this process, root included: chmod for a normal user; for root,
+    who ignores permissions, the immutable attribute (chattr +i). Fails, rather than skips, where
+    neither works, so a run as root never silently leaves read-only folders untested."""
+    import os
+    import shutil
+    import subprocess
+
+    locked = []
+
+    def lock(folder):
+        if os.geteuid() != 0:
+            folder.chmod(0o555)
+        else:
+            chattr = shutil.which("chattr")
+            done = chattr and subprocess.run([chattr, "+i", str(folder)], capture_output=True, text=True)
+            if not done or done.returncode != 0:
+                pytest.fail("running as root, a read-only folder needs `chattr +i` (e2fsprogs and the "
+                            "CAP_LINUX_IMMUTABLE capability); run the tests as a normal user instead. "
+                            + (done.stderr if done else "chattr not found"))
+        locked.append(folder)
+        return folder
+
+    yield lock
+    for folder in locked:
+        if os.geteuid() != 0:
+            folder.chmod(0o755)
+        else:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)

@@ -1,14 +1,18 @@
+import io
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 import tifffile
 
+from napari_hypseg.cli._progress import ProgressLine
 from napari_hypseg.cli.main import main
+from napari_hypseg.cli.train import _ctrl_c_requests_stop
 from napari_hypseg.core.checkpoint import load_checkpoint
 
 TINY = ["--batch-size", "4", "--device", "cpu"]
@@ -99,21 +103,66 @@ def test_bad_input_is_an_error_line_and_exit_2(problem, volumes, tmp_path, capsy
     assert not (tmp_path / "model.pt").exists()
 
 
-def test_ctrl_c_stops_and_still_writes_the_model(volumes, tmp_path):
-    out = tmp_path / "model.pt"
+def start_training(volumes, out, *extra):
+    """`hypseg train` in a child process, returned once its first progress line says it trains."""
     command = [sys.executable, "-c", "import sys; from napari_hypseg.cli.main import main; sys.exit(main())",
-               "train", *volumes, "--out", str(out), "--steps", "100000", *TINY]
+               "train", *volumes, "--out", str(out), "--steps", "100000", *TINY, *extra]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    first_line = process.stderr.readline()       # the first progress event: training has started
+    assert "training on" in first_line, first_line + process.stderr.read()
+    return process
+
+
+def finish(process) -> str:
     try:
-        first_line = process.stderr.readline()       # the first progress event: training has started
-        assert "training on" in first_line
-        time.sleep(0.5)
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=120)
+        return process.communicate(timeout=120)[1]
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
+
+
+def test_ctrl_c_stops_and_still_writes_the_model(volumes, tmp_path):
+    out = tmp_path / "model.pt"
+    process = start_training(volumes, out)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    err = finish(process)
     assert process.returncode == 130, err
     assert "stopping after this step" in err and "--resume" in err
     trained = load_checkpoint(out)
     assert 0 <= trained.step < 100000 and len(trained.history) == trained.step
+
+
+def test_a_second_ctrl_c_aborts_without_writing(volumes, tmp_path):
+    out = tmp_path / "model.pt"
+    process = start_training(volumes, out, "--checkpoint-every", "1", "--batch-size", "48")
+    assert "(saved" in process.stderr.readline()     # step 1 is saved; step 2 (about a second) runs
+    saved = out.read_bytes()
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    err = finish(process)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert out.read_bytes() == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.json"]
+
+
+def test_two_ctrl_c_during_one_long_operation_abort():
+    """Python runs its handler once for signals that arrive during one long C call; both count."""
+    stop = threading.Event()
+
+    def press_twice():
+        time.sleep(0.2)                               # the main thread is inside the sort by now
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_twice)
+    with pytest.raises(KeyboardInterrupt):
+        with _ctrl_c_requests_stop(stop, ProgressLine(io.StringIO())):
+            values = np.random.default_rng(0).random(16_000_000)
+            presser.start()
+            np.sort(values, kind="heapsort")          # one call of over a second: no handler runs
+            presser.join()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -6,7 +6,7 @@ from scipy.sparse.csgraph import connected_components
 
 from napari_hypseg.core.errors import ConfigError
 from napari_hypseg.core.hierarchy import LINKAGES, ClusterHierarchy, lca_points, lca_radius
-from napari_hypseg.core.kmeans import frechet_mean
+from napari_hypseg.core.manifold import frechet_mean
 from napari_hypseg.core.manifold import expmap0, mobius_add
 
 

@@ -1,10 +1,13 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
 from napari_hypseg.core.errors import ConfigError
-from napari_hypseg.core.kmeans import EuclideanKMeans, PoincareKMeans, frechet_mean
+from napari_hypseg.core.kmeans import EuclideanKMeans, PoincareKMeans
+from napari_hypseg.core.manifold import frechet_mean
 from napari_hypseg.core.manifold import dist, expmap0, mobius_add
 
 
@@ -121,9 +124,11 @@ def test_more_clusters_than_distinct_points_leaves_no_cluster_without_points():
     {"n_init": 0}, {"max_iter": 0}, {"tol": -1.0}, {"max_fit_samples": 1}, {"chunk_size": 0},
     {"random_state": "seed"}, {"random_state": -3}, {"device": "no-such-device"},
 ])
-def test_bad_parameters_are_config_errors(kwargs):
+def test_bad_parameters_are_config_errors_in_fit(kwargs):
+    model = PoincareKMeans(**{"n_clusters": 3, **kwargs})   # stored as given, as scikit-learn's estimators
+    assert model.get_params()[next(iter(kwargs))] is next(iter(kwargs.values()))
     with pytest.raises(ConfigError):
-        PoincareKMeans(**{"n_clusters": 3, **kwargs})
+        model.fit(np.random.default_rng(0).uniform(-0.5, 0.5, size=(20, 2)))
 
 
 def test_bad_inputs_are_config_errors():
@@ -162,6 +167,51 @@ def test_euclidean_kmeans_has_the_same_interface():
     again = EuclideanKMeans(4, random_state=0, max_fit_samples=500).fit(points)
     assert np.array_equal(again.cluster_centers_, model.cluster_centers_)
     with pytest.raises(ConfigError):
-        EuclideanKMeans(0)
+        EuclideanKMeans(0).fit(points)
     with pytest.raises(ConfigError, match="NaN"):
         model.predict(np.full((3, 2), np.nan))
+
+
+OUTSIDE_THE_BALL = "scikit-learn's generic data lie outside the Poincaré ball, which PoincareKMeans refuses"
+POINCARE_EXPECTED_FAILURES = {name: OUTSIDE_THE_BALL for name in (
+    "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
+    "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+    "check_positive_only_tag_during_fit", "check_estimators_dtypes", "check_pipeline_consistency",
+    "check_estimators_nan_inf", "check_estimators_pickle", "check_f_contiguous_array_estimator",
+    "check_clustering", "check_non_transformer_estimators_n_iter", "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance", "check_fit2d_1sample", "check_fit2d_1feature", "check_dict_unchanged",
+    "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
+    "check_dtype_object",
+)}
+
+
+@pytest.mark.parametrize("estimator, expected_failures", [
+    (EuclideanKMeans(n_clusters=2, n_init=1, random_state=0), {}),
+    (PoincareKMeans(n_clusters=2, n_init=1, random_state=0), POINCARE_EXPECTED_FAILURES),
+], ids=["euclidean", "poincare"])
+def test_scikit_learn_estimator_checks(estimator, expected_failures):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(estimator, expected_failed_checks=expected_failures, on_fail=None)
+    failed = sorted({f"{r['check_name']}: {r['exception']}" for r in results if r["status"] == "failed"})
+    assert failed == []
+    unexpectedly_passing = sorted({r["check_name"] for r in results if r["status"] == "xfail"} ^
+                                  set(expected_failures))
+    assert unexpectedly_passing == []
+
+
+def test_estimators_clone_and_say_when_not_fitted():
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-0.4, 0.4, size=(200, 3))
+    model = PoincareKMeans(3, curvature=2.0, random_state=4, n_init=2)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params() and not hasattr(copy, "cluster_centers_")
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        copy.predict(points)
+    assert np.array_equal(copy.fit_predict(points), clone(model).fit(points).predict(points))
+    assert copy.set_params(n_clusters=4).fit(points).cluster_centers_.shape == (4, 3)

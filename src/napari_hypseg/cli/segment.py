@@ -67,35 +67,51 @@ def _level_paths(out: Path, ks: list[int] | None) -> list[Path]:
     return [out.with_name(f"{stem}_k{k}{suffix}") for k in ks]
 
 
+MIN_TILE = 16
+"""Smaller tiles spend most of each encoder pass on the halo around them: minutes for a tiny volume."""
+
+
 def run(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_checkpoint
     from ..core.errors import ConfigError
     from ..core.progress import run_to_completion
     from ..core.region import full_labels, latent_file, region_volume
     from ..core.segmentation import segment
+    from ..core.validation import distinct_outputs, integer, output_path
     from ..core.volume_io import WRITE_SUFFIXES, read_volume, suffix_of, write_labels
     from ._progress import ProgressLine
 
     # Every check that can fail fast does so before minutes of inference.
     if suffix_of(args.out) not in WRITE_SUFFIXES:
         raise ConfigError(f"cannot write labels to {args.out}: use one of {', '.join(WRITE_SUFFIXES)}")
-    if not args.out.parent.is_dir():
-        raise ConfigError(f"the folder of --out {args.out} does not exist; create it first")
+    integer("--n-fine", args.n_fine, minimum=1)
+    integer("--seed", args.seed, minimum=0)
+    integer("--tile", args.tile, minimum=MIN_TILE)
     if args.k is not None:
         bad = [k for k in args.k if not 1 <= k <= args.n_fine]
         if bad:
             raise ConfigError(f"--k {bad[0]} is outside 1..{args.n_fine} (--n-fine); ask for at most as many "
                               "clusters as fine clusters, or raise --n-fine")
+        repeated = sorted({k for k in args.k if args.k.count(k) > 1})
+        if repeated:
+            raise ConfigError(f"--k lists {repeated[0]} more than once; give each number of clusters once")
+    if args.radius is not None and not 0 <= args.radius:
+        raise ConfigError(f"--radius must be >= 0 (0..1 for hyperbolic models), got {args.radius}")
     paths = _level_paths(args.out, args.k)
     latents = args.save_latents
     if latents is not None and latents.suffix != ".npy":
         raise ConfigError(f"--save-latents writes a .npy file; give a path ending in .npy, got {latents}")
-    existing = [p for p in [*paths, latents] if p is not None and p.exists()]
-    if existing and not args.overwrite:
-        raise ConfigError(f"{existing[0]} already exists; pass --overwrite to replace it, or choose another name")
+    inputs = tuple(p for p in (args.volume, args.model, getattr(args, "mask", None)) if p is not None)
+    for path in paths:
+        output_path(path, inputs=inputs, overwrite=args.overwrite, what="--out labels")
+    if latents is not None:
+        output_path(latents, inputs=inputs, overwrite=args.overwrite, what="--save-latents file")
+    distinct_outputs([*paths, *([latents] if latents is not None else [])])
     check_region_arguments(args)
 
     trained = load_checkpoint(args.model, device=args.device)
+    if args.radius is not None and trained.config.geometry == "hyperbolic" and args.radius > 1:
+        raise ConfigError(f"--radius {args.radius} is outside the Poincaré ball: give a radius from 0 to 1")
     volume = read_volume(args.volume, level=args.level)
     region = load_region(args, volume)
     line = ProgressLine()

@@ -8,7 +8,9 @@ training patch inside a box (a mask's bounding box).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import socket
 import sys
 import threading
 from contextlib import contextmanager
@@ -53,24 +55,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from ..core.checkpoint import read_checkpoint
     from ..core.config import get_preset
     from ..core.errors import ConfigError
     from ..core.progress import run_to_completion
-    import numpy as np
-
     from ..core.region import region_volume
     from ..core.training import train
-    from ..core.volume_io import read_volume
+    from ..core.validation import integer, output_path
+    from ..core.volume_io import READ_SUFFIXES, read_volume, suffix_of
     from ._progress import ProgressLine
 
     out: Path = args.out
-    continuing_out = args.resume is not None and out.exists() and out.resolve() == args.resume.resolve()
-    if out.exists() and not args.overwrite and not continuing_out:
+    if suffix_of(out) in READ_SUFFIXES:
+        raise ConfigError(f"--out {out} ends in {suffix_of(out)}, a volume file type; a model file name "
+                          f"ends in .pt, e.g. {out.with_name(out.name[:-len(suffix_of(out))] + '.pt')}")
+    continuing_out = args.resume is not None and out.exists() and args.resume.exists() and \
+        os.path.samefile(out, args.resume)
+    if out.exists() and not out.is_dir() and not args.overwrite and not continuing_out:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or --resume {out} to "
                           "continue training it.")
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; give a model file name such as {out / 'model.pt'}.")
+    output_path(out, inputs=args.volumes, overwrite=True, what="--out model", create_folder=True)
+    if args.seed is not None:
+        integer("--seed", args.seed, minimum=0)
     if args.preset is None and args.resume is not None:
         base = read_checkpoint(args.resume)["config"]
     else:
@@ -83,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
     for index, path in enumerate(args.volumes):
         volume = read_volume(path, level=args.level)
         volumes.append(np.asarray(region_volume(volume.data, load_region(args, volume, index))))
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     stop = threading.Event()
     line = ProgressLine()
@@ -102,21 +109,38 @@ def run(args: argparse.Namespace) -> int:
 @contextmanager
 def _ctrl_c_requests_stop(stop: threading.Event, line):
     """The first Ctrl-C asks training to stop after the current step (it then saves); a second one
-    aborts at once."""
+    aborts at once without writing.
+
+    Python runs a handler once for signals that arrive during one long tensor operation, so the
+    handler also counts the bytes the interpreter writes to the wakeup pipe for every signal.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    receiver, sender = socket.socketpair()
+    receiver.setblocking(False)
+    sender.setblocking(False)
+
+    def signals_received() -> int:
+        try:
+            return len(receiver.recv(64))
+        except BlockingIOError:
+            return 0
 
     def request_stop(signum, frame):
-        if stop.is_set():
+        if stop.is_set() or signals_received() > 1:
             raise KeyboardInterrupt
         stop.set()
         line.close()
         print("stopping after this step and saving the model (Ctrl-C again to abort without saving)",
               file=sys.stderr, flush=True)
 
+    previous_wakeup = signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.set_wakeup_fd(previous_wakeup)
+        receiver.close()
+        sender.close()

@@ -136,6 +136,11 @@ def restore_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tenso
         raise CheckpointError(f"the weights in {path} do not match the configuration stored with them "
                               f"({details}). The file was altered or written by an incompatible version; "
                               "train the model again.")
+    broken = [key for key, value in state_dict.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise CheckpointError(f"the weights in {path} hold NaN or infinite values ({', '.join(broken[:4])}"
+                              f"{' ...' if len(broken) > 4 else ''}): the training that wrote it diverged or the "
+                              "file was altered. Train the model again, with a lower learning rate.")
     model.load_state_dict(state_dict)
 
 

@@ -15,3 +15,7 @@ class CheckpointError(HypsegError):
 
 class ConfigError(HypsegError, ValueError):
     """A parameter outside its valid range, or parameters that contradict each other."""
+
+
+class OutputError(HypsegError):
+    """An output that cannot be written (missing or read-only folder), or that would replace an input."""

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .kmeans import frechet_mean
+from .manifold import frechet_mean
 from .manifold import BOUNDARY_EPS, dist, mobius_add
 
 GEOMETRIES = ("hyperbolic", "euclidean")

@@ -25,56 +25,30 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from .device import resolve_device
 from .errors import ConfigError
-from .manifold import project
+from .manifold import augment, frechet_fixed_point, frechet_step, to_unit_ball
+from .validation import finite_points, integer, points_array, real
 
 # Restarts compete on a subsample of this many points.
 _RESTART_SAMPLE = 20_000
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_real(name: str, value, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or (
-            value <= 0 if positive else value < 0):
-        raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-    return float(value)
-
-
-def _check_random_state(value):
+def _random_state(value):
     if value is None or isinstance(value, np.random.Generator):
         return value
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
-        raise ConfigError(f"random_state must be None, a non-negative integer or a numpy Generator, got {value!r}")
-    return int(value)
+    return integer("random_state (None, a non-negative integer or a numpy Generator)", value, minimum=0)
 
 
-def _as_points(X, name: str = "X") -> np.ndarray:
-    """A 2-D (N, d) view of X without copying (memory maps stay memory maps)."""
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] < 1:
-        raise ConfigError(f"{name} must be a 2-D array of shape (n_points, n_dims), got shape {X.shape}")
-    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-        raise ConfigError(f"{name} must hold numbers, got dtype {X.dtype}")
-    return X
-
-
-def _check_finite(points: np.ndarray, name: str) -> np.ndarray:
-    if not np.isfinite(points).all():
-        raise ConfigError(f"{name} contains NaN or infinite values")
-    return points
+class NotFittedError(ConfigError, SklearnNotFittedError):
+    """predict() before fit(): scikit-learn's error type, with a message for people."""
 
 
 @contextmanager
@@ -91,53 +65,57 @@ def _one_cpu_thread(device: torch.device):
         torch.set_num_threads(previous)
 
 
-class _ChunkedKMeans:
-    """Shared parameter checks, sampling for the fit and chunked prediction."""
+class _ChunkedKMeans(ClusterMixin, BaseEstimator):
+    """scikit-learn estimator plumbing shared by both geometries: parameters are stored as given and
+    checked in fit(), fitting on a random sample, chunked prediction."""
 
-    def __init__(self, n_clusters, n_init, max_iter, tol, max_fit_samples, chunk_size, random_state):
-        self.n_clusters = _check_int("n_clusters", n_clusters, 1)
-        self.n_init = _check_int("n_init", n_init, 1)
-        self.max_iter = _check_int("max_iter", max_iter, 1)
-        self.tol = _check_real("tol", tol, positive=False)
-        self.max_fit_samples = _check_int("max_fit_samples", max_fit_samples, 1)
-        if self.max_fit_samples < self.n_clusters:
-            raise ConfigError(f"max_fit_samples ({max_fit_samples}) must be at least n_clusters ({n_clusters})")
-        self.chunk_size = _check_int("chunk_size", chunk_size, 1)
-        self.random_state = _check_random_state(random_state)
+    def _check_params(self) -> None:
+        integer("n_clusters", self.n_clusters, minimum=1)
+        integer("n_init", self.n_init, minimum=1)
+        integer("max_iter", self.max_iter, minimum=1)
+        real("tol", self.tol, minimum=0)
+        integer("max_fit_samples", self.max_fit_samples, minimum=self.n_clusters)
+        integer("chunk_size", self.chunk_size, minimum=1)
+        _random_state(self.random_state)
 
-    def fit(self, X):
+    def fit(self, X, y=None):
         """Fit on a random sample of at most `max_fit_samples` rows of X (N, d); its row numbers are
-        `sample_indices_` and its labels `labels_`."""
-        X = _as_points(X)
+        `sample_indices_` and its labels `labels_`. `y` is ignored."""
+        self._check_params()
+        X = points_array(X)
         n = X.shape[0]
         if n < self.n_clusters:
             raise ConfigError(f"cannot make {self.n_clusters} clusters from {n} points; "
                               "lower n_clusters or give more points")
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(_random_state(self.random_state))
         if n > self.max_fit_samples:
             # Sorted, so a memory-mapped X is read front to back.
             self.sample_indices_ = np.sort(rng.choice(n, self.max_fit_samples, replace=False))
+            sample = X[self.sample_indices_]
         else:
             self.sample_indices_ = np.arange(n)
-        sample = _check_finite(np.asarray(X[self.sample_indices_] if n > self.max_fit_samples else X), "X")
-        self._fit_sample(sample, rng)
+            sample = X
+        self._fit_sample(finite_points(sample), rng)
+        self.n_features_in_ = X.shape[1]
         return self
 
-    def fit_predict(self, X) -> np.ndarray:
+    def fit_predict(self, X, y=None) -> np.ndarray:
         """Fit, then label every row of X (labels 0..n_clusters-1, int32)."""
         return self.fit(X).predict(X)
 
     def predict(self, X) -> np.ndarray:
         """Label every row of X (N, d) by its nearest centroid (int32), `chunk_size` rows at a time."""
-        if not hasattr(self, "cluster_centers_"):
-            raise ConfigError(f"this {type(self).__name__} is not fitted yet; call fit() first")
-        X = _as_points(X)
-        if X.shape[1] != self.cluster_centers_.shape[1]:
-            raise ConfigError(f"X has {X.shape[1]} dimensions but the model was fitted on "
-                              f"{self.cluster_centers_.shape[1]}")
+        try:
+            check_is_fitted(self, "cluster_centers_")
+        except SklearnNotFittedError:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit() first") from None
+        X = points_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ConfigError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                              f"{self.n_features_in_} features as input (the dimensions it was fitted on)")
         labels = np.empty(X.shape[0], dtype=np.int32)
         for start in range(0, X.shape[0], self.chunk_size):
-            chunk = _check_finite(np.asarray(X[start:start + self.chunk_size]), "X")
+            chunk = finite_points(X[start:start + self.chunk_size])
             labels[start:start + len(chunk)] = self._predict_chunk(chunk)
         return labels
 
@@ -159,27 +137,35 @@ class PoincareKMeans(_ChunkedKMeans):
 
     def __init__(self, n_clusters=8, *, curvature=1.0, n_init=4, max_iter=100, tol=1e-4,
                  max_fit_samples=200_000, chunk_size=262_144, random_state=None, device="cpu"):
-        super().__init__(n_clusters, n_init, max_iter, tol, max_fit_samples, chunk_size, random_state)
-        self.curvature = _check_real("curvature", curvature, positive=True)
-        self.device = resolve_device(device)
-        if self.device.type == "mps":      # Apple's MPS has no float64: the CPU does this work there
-            self.device = torch.device("cpu")
+        self.n_clusters = n_clusters
+        self.curvature = curvature
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.max_fit_samples = max_fit_samples
+        self.chunk_size = chunk_size
+        self.random_state = random_state
+        self.device = device
 
-    def fit(self, X):
-        with _one_cpu_thread(self.device):
+    def fit(self, X, y=None):
+        real("curvature", self.curvature, positive=True)
+        device = resolve_device(self.device)
+        # Apple's MPS has no float64: the CPU does this work there.
+        self.device_ = torch.device("cpu") if device.type == "mps" else device
+        with _one_cpu_thread(self.device_):
             return super().fit(X)
 
     def predict(self, X) -> np.ndarray:
-        with _one_cpu_thread(self.device):
+        with _one_cpu_thread(getattr(self, "device_", torch.device("cpu"))):
             return super().predict(X)
 
     def _to_unit(self, points: np.ndarray) -> torch.Tensor:
         """Points scaled into the unit ball, float64, pulled just inside its boundary."""
-        return _to_unit_ball(points, self.curvature, self.device)
+        return to_unit_ball(points, self.curvature, self.device_)
 
     def _predict_chunk(self, chunk: np.ndarray) -> np.ndarray:
-        centers = torch.as_tensor(self.cluster_centers_, device=self.device) * math.sqrt(self.curvature)
-        return _assignment_scores(_augment(self._to_unit(chunk)), centers).argmin(1).cpu().numpy()
+        centers = torch.as_tensor(self.cluster_centers_, device=self.device_) * math.sqrt(self.curvature)
+        return _assignment_scores(augment(self._to_unit(chunk)), centers).argmin(1).cpu().numpy()
 
     def _fit_sample(self, sample: np.ndarray, rng: np.random.Generator) -> None:
         x = self._to_unit(sample)
@@ -187,19 +173,19 @@ class PoincareKMeans(_ChunkedKMeans):
         if self.n_init > 1 and len(x) > _RESTART_SAMPLE:
             chosen = np.sort(rng.choice(len(x), _RESTART_SAMPLE, replace=False))
             candidates = x[torch.as_tensor(chosen, device=x.device)]
-        candidates_aug = _augment(candidates)
+        candidates_aug = augment(candidates)
         best = None
         for _ in range(self.n_init):
             result = self._lloyd(candidates_aug, self._kmeans_plus_plus(candidates_aug, rng))
             if best is None or result[1] < best[1]:
                 best = result
         centers, _, n_iter = best
-        x_aug = _augment(x)
+        x_aug = augment(x)
         if candidates is not x:
             centers, _, n_iter = self._lloyd(x_aug, centers)
         # Converge the centroids to the exact Fréchet means of their clusters, then label by them.
         labels = _assignment_scores(x_aug, centers).argmin(1)
-        centers = _frechet_fixed_point(x_aug, None, labels, centers, max_iter=100, tol=1e-10)
+        centers = frechet_fixed_point(x_aug, None, labels, centers, max_iter=100, tol=1e-10)
         best_scores, labels = _assignment_scores(x_aug, centers).min(1)
         self.cluster_centers_ = (centers / math.sqrt(self.curvature)).cpu().numpy()
         self.labels_ = labels.cpu().numpy().astype(np.int32)
@@ -221,7 +207,7 @@ class PoincareKMeans(_ChunkedKMeans):
             if previous - inertia <= self.tol * inertia:
                 return centers, inertia, iteration - 1
             previous = inertia
-            new_centers, weight = _frechet_step(x_aug, None, labels, centers, scores / (1.0 - x_sq))
+            new_centers, weight = frechet_step(x_aug, None, labels, centers, scores / (1.0 - x_sq))
             empty = torch.nonzero(weight == 0)[:, 0]
             if len(empty):
                 # As scikit-learn: an empty cluster restarts at the point farthest from its centre.
@@ -253,24 +239,7 @@ class PoincareKMeans(_ChunkedKMeans):
         return torch.stack(centers)
 
 
-# --- unit-ball geometry (curvature 1; callers scale by sqrt(c)) ---
-
-def _to_unit_ball(points: np.ndarray, curvature: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    # A float64 copy: the input may be read-only (a memory map), which torch will not wrap.
-    x = torch.from_numpy(np.array(points, dtype=np.float64)).to(device) * math.sqrt(curvature)
-    norm = x.norm(dim=-1, keepdim=True)
-    if x.numel() and float(norm.max()) > 1.0 + 1e-6:
-        raise ConfigError(
-            f"points lie outside the Poincaré ball of curvature {curvature:g}: largest norm "
-            f"{float(norm.max()) / math.sqrt(curvature):.6g} > 1/sqrt(c) = {1 / math.sqrt(curvature):.6g}; "
-            "were they produced by a hyperbolic model with this curvature?")
-    return project(x)
-
-
-def _augment(x: torch.Tensor) -> torch.Tensor:
-    """[x, |x|², 1]: turns the assignment score into one matrix product."""
-    x_sq = (x * x).sum(1, keepdim=True)
-    return torch.cat([x, x_sq, torch.ones_like(x_sq)], 1)
+# --- assignment in the unit ball (curvature 1; callers scale by sqrt(c)) ---
 
 
 def _assignment_scores(x_aug: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -306,81 +275,19 @@ def _squared_distance_from_score(score: torch.Tensor, x_sq: torch.Tensor) -> tor
     return _acosh1p(2.0 * score.clamp_min(0.0) / (1.0 - x_sq)) ** 2
 
 
-def _frechet_step(x_aug, weights, groups, mean, y):
-    """One fixed-point step of the weighted Fréchet means of groups of unit-ball points (Lou et al. 2020).
-
-    x_aug = [x, |x|², 1] (N, d+2), weights (N,) or None, groups (N,) in 0..G-1, mean (G, d),
-    y_l = |x_l - m|² / ((1 - |x_l|²)(1 - |m|²)) for each point's group mean m. With
-    g(y) = 2 acosh(1 + 2y) / sqrt(y² + y) = 4 asinh(√y) / sqrt(y (1 + y)), α_l = w_l g(y_l) / (1 - |x_l|²),
-    a = Σα, b = Σα x, c = Σα |x|²:  m <- (a + c - sqrt((a + c)² - 4|b|²)) / (2|b|²) · b,
-    written as 2 b / (a + c + sqrt(...)) to be stable as b -> 0. Groups without weight keep their mean.
-    Returns the new means and each group's total weight a.
-    """
-    d = mean.shape[1]
-    u = torch.sqrt(y)
-    root = torch.sqrt(1.0 + y)
-    # asinh(u) = log1p(u + u² / (1 + sqrt(1 + u²))); g -> 4 as y -> 0.
-    g = torch.where(u > 1e-8, 4.0 * torch.log1p(u + y / (1.0 + root)) / (u * root).clamp_min(1e-300), 4.0)
-    alpha = g / (1.0 - x_aug[:, -2])
-    if weights is not None:
-        alpha = alpha * weights
-    sums = torch.zeros(len(mean), d + 2, dtype=x_aug.dtype, device=x_aug.device).index_add_(
-        0, groups, alpha[:, None] * x_aug)
-    b, c, a = sums[:, :d], sums[:, d], sums[:, d + 1]
-    total = a + c
-    root_term = torch.sqrt((total * total - 4.0 * (b * b).sum(1)).clamp_min(0.0))
-    has_weight = a > 0
-    updated = torch.where(has_weight[:, None], 2.0 * b / torch.where(has_weight, total + root_term, 1.0)[:, None], mean)
-    return project(updated), a
-
-
-def _frechet_fixed_point(x_aug, weights, groups, init, *, max_iter, tol):
-    """Iterate _frechet_step from init until no mean moves more than tol (unit ball) or max_iter steps."""
-    d = init.shape[1]
-    x, one_minus_x_sq = x_aug[:, :d], 1.0 - x_aug[:, -2]
-    mean = init
-    for _ in range(max_iter):
-        m = mean[groups]
-        y = ((x - m) ** 2).sum(1) / (one_minus_x_sq * (1.0 - (m * m).sum(1)))
-        updated, _ = _frechet_step(x_aug, weights, groups, mean, y)
-        shift = float((updated - mean).norm(dim=1).max())
-        mean = updated
-        if shift <= tol:
-            break
-    return mean
-
-
-def frechet_mean(points, weights=None, *, curvature: float = 1.0) -> np.ndarray:
-    """Weighted Fréchet (Karcher) mean of points (N, d) of the Poincaré ball of curvature c.
-
-    It minimises Σ w_i d(m, x_i)², the hyperbolic counterpart of the weighted average; used for the
-    centroids of merged groups of clusters.
-    """
-    curvature = _check_real("curvature", curvature, positive=True)
-    points = _check_finite(_as_points(points, "points"), "points")
-    if len(points) == 0:
-        raise ConfigError("the Fréchet mean needs at least one point")
-    w = None
-    if weights is not None:
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != (len(points),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-            raise ConfigError("weights must be one finite, non-negative number per point, not all zero")
-        w = torch.as_tensor(w)
-    x = _to_unit_ball(points, curvature)
-    # Start from the (weighted) Euclidean average: inside the ball and close to the answer.
-    start = (x * (w / w.sum())[:, None] if w is not None else x / len(x)).sum(0, keepdim=True)
-    groups = torch.zeros(len(x), dtype=torch.long)
-    mean = _frechet_fixed_point(_augment(x), w, groups, start, max_iter=1000, tol=1e-13)
-    return (mean[0] / math.sqrt(curvature)).numpy()
-
-
 class EuclideanKMeans(_ChunkedKMeans):
     """scikit-learn's k-means (greedy k-means++, `n_init` restarts) with the same sampling, restart
     subsample and chunking as PoincareKMeans, for the Euclidean model. `tol` as scikit-learn's."""
 
     def __init__(self, n_clusters=8, *, n_init=4, max_iter=100, tol=1e-5, max_fit_samples=200_000,
                  chunk_size=262_144, random_state=None):
-        super().__init__(n_clusters, n_init, max_iter, tol, max_fit_samples, chunk_size, random_state)
+        self.n_clusters = n_clusters
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.max_fit_samples = max_fit_samples
+        self.chunk_size = chunk_size
+        self.random_state = random_state
 
     def _fit_sample(self, sample: np.ndarray, rng: np.random.Generator) -> None:
         from sklearn.cluster import KMeans
@@ -395,11 +302,12 @@ class EuclideanKMeans(_ChunkedKMeans):
             n_init = 1
         model = KMeans(self.n_clusters, init=init, n_init=n_init, max_iter=self.max_iter, tol=self.tol,
                        random_state=seed).fit(sample)
-        self._model = model
         self.cluster_centers_ = model.cluster_centers_
         self.labels_ = model.labels_.astype(np.int32)
         self.inertia_ = float(model.inertia_)
         self.n_iter_ = int(model.n_iter_)
 
     def _predict_chunk(self, chunk: np.ndarray) -> np.ndarray:
-        return self._model.predict(np.asarray(chunk, dtype=np.float64))
+        from sklearn.metrics import pairwise_distances_argmin
+
+        return pairwise_distances_argmin(np.asarray(chunk, dtype=np.float64), self.cluster_centers_)

@@ -37,11 +37,24 @@ def format_duration(seconds: float) -> str:
 def run_to_completion(
     work: Generator[Progress, Any, T], on_progress: Callable[[Progress], None] | None = None
 ) -> T:
-    """Drive a progress generator to its end and return its result."""
-    while True:
-        try:
-            event = next(work)
-        except StopIteration as done:
-            return done.value
-        if on_progress is not None:
-            on_progress(event)
+    """Drive a progress generator to its end and return its result.
+
+    A KeyboardInterrupt that arrives between steps is thrown into the work, so it ends as if
+    interrupted inside: without running what it does when a consumer merely closes it (training
+    saves then), which an abort must not do.
+    """
+    try:
+        while True:
+            try:
+                event = next(work)
+            except StopIteration as done:
+                return done.value
+            if on_progress is not None:
+                on_progress(event)
+    except KeyboardInterrupt as interrupt:
+        if work.gi_frame is not None:   # suspended at a yield, not already ended by the interrupt
+            try:
+                work.throw(interrupt)
+            except KeyboardInterrupt:
+                pass
+        raise

@@ -435,6 +435,7 @@ def write_toy_dataset(outdir, n: int, seed: int, *, irregular: bool = False, con
     """
     import tifffile
 
+    from .validation import writable_folder
     from .volume_io import write_labels
 
     if n < 1:
@@ -443,12 +444,12 @@ def write_toy_dataset(outdir, n: int, seed: int, *, irregular: bool = False, con
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise VolumeError(f"{outdir} is a file; choose a folder for the dataset")
+    writable_folder(outdir, what="dataset", create=True)
     written = [{key: outdir / name for key, name in toy_file_names(k).items()} for k in range(n)]
     existing = [path for files in written for path in files.values() if path.exists()]
     if existing and not overwrite:
         raise VolumeError(f"{len(existing)} dataset file(s) already exist in {outdir} (e.g. "
                           f"{existing[0].name}); choose another folder or allow overwriting (--overwrite)")
-    outdir.mkdir(parents=True, exist_ok=True)
     for k, files in enumerate(written):
         volume = make_toy_volume(seed + k, config, irregular=irregular)
         tifffile.imwrite(files["image"], volume.image, imagej=True, metadata={"axes": "ZYX"})

@@ -20,6 +20,12 @@ Label dtypes per format (a round trip keeps the dtype wherever the format has it
 
 Labels whose values fit none of a format's dtypes raise a :class:`VolumeError` that suggests NIfTI.
 
+Hostile files: every header is checked against the file's size before anything is mapped or
+allocated, a .nii.gz stream is read to its end so its CRC is verified, complex data is refused, and
+a voxel size that is zero, negative or not finite becomes 1 on that axis with a :class:`SpacingWarning`
+(MRC's 0, "unknown", stays silent). Whatever a corrupt file makes a format library raise becomes a
+:class:`VolumeError` naming the file.
+
 Spacing precision: MRC and NIfTI store voxel sizes as float32 (MRC as cell size / voxel count), so
 spacing is read back rounded to 6 significant digits: 0.37 written reads back as 0.37, not
 0.36999997. TIFF x/y spacing is stored as a 32-bit rational built from the decimal, z as text.
@@ -27,11 +33,13 @@ spacing is read back rounded to 6 significant digits: 0.37 written reads back as
 
 from __future__ import annotations
 
+import gzip
+import math
 import os
 import secrets
-import struct
+import stat
+import warnings
 import xml.etree.ElementTree as ET
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -66,8 +74,16 @@ _UNIT_ALIASES = {
 }
 _IMAGEJ_UNIT = {"micrometer": "micron", "nanometer": "nm"}
 _NIFTI_UNIT_CODE = {"mm": "mm", "micrometer": "micron", "meter": "meter"}
-_READ_ERRORS = (ValueError, OSError, EOFError, zlib.error, struct.error)
 _FINITE_CHECK_BYTES = 32 << 20
+_GZIP_CHUNK = 16 << 20
+
+
+class _CorruptHeader(ValueError):
+    """A header that contradicts itself or the file's size; read_volume names the file and format."""
+
+
+class SpacingWarning(UserWarning):
+    """A file's voxel size was unusable (zero, negative, NaN) and 1 was used on that axis instead."""
 
 
 @dataclass(eq=False)
@@ -129,22 +145,72 @@ def read_volume(path: str | os.PathLike, *, level: int = 0) -> Volume:
             f"Cannot open {path}: unsupported file type {suffix or '(no suffix)'!r}. "
             f"Supported: {', '.join(READ_SUFFIXES)}."
         )
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise VolumeError(f"Cannot open {path}: it {what}; choose a volume file.")
-    if path.stat().st_size == 0:
-        raise VolumeError(f"Cannot open {path}: the file is empty (0 bytes).")
+    _require_regular_file(path)
     kind, reader = _READERS[suffix]
     try:
         volume = reader(path)
     except VolumeError:
         raise
-    except _READ_ERRORS + _library_errors() as exc:
+    except MemoryError as exc:
+        raise VolumeError(f"Cannot read {path}: it does not fit in memory ({exc or 'out of memory'}).") from exc
+    except Exception as exc:  # a format library parsing hostile bytes may raise anything: the file is bad
+        detail = str(exc) if isinstance(exc, _CorruptHeader) else f"{type(exc).__name__}: {str(exc)[:200]}"
         raise VolumeError(
-            f"Cannot read {path} as {kind}: the file is corrupt, truncated or not {kind} ({exc})."
+            f"Cannot read {path} as {kind}: the file is corrupt, truncated or not {kind} ({detail})."
         ) from exc
+    if volume.data.dtype.kind not in "biuf":
+        raise VolumeError(
+            f"Cannot use {path}: its voxels are {volume.data.dtype} numbers; a grey-value volume of "
+            "integers or real numbers is expected (convert complex data to its magnitude first)."
+        )
+    volume.spacing = _usable_spacing(volume.spacing, path)
     volume.source = path
     return volume
+
+
+def _require_regular_file(path: Path) -> None:
+    """A file with bytes in it: not missing, not a folder, not a device such as /dev/zero."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise VolumeError(f"Cannot open {path}: it does not exist; choose a volume file.") from None
+    except OSError as exc:
+        raise VolumeError(f"Cannot open {path}: {exc.strerror or exc}.") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise VolumeError(f"Cannot open {path}: it is a folder; choose a volume file.")
+    if not stat.S_ISREG(info.st_mode):
+        raise VolumeError(
+            f"Cannot open {path}: it is not a regular file (a device, pipe or socket); choose a volume file."
+        )
+    if info.st_size == 0:
+        raise VolumeError(f"Cannot open {path}: the file is empty (0 bytes).")
+    if not os.access(path, os.R_OK):
+        raise VolumeError(f"Cannot open {path}: permission denied; make the file readable.")
+
+
+def _usable_spacing(spacing: Sequence[float], path: Path) -> tuple[float, float, float]:
+    """The file's voxel size with 1 on every axis whose value is zero, negative or not finite."""
+    values = tuple(float(s) for s in spacing)
+    usable = tuple(v if math.isfinite(v) and v > 0 else 1.0 for v in values)
+    if usable != values:
+        warnings.warn(
+            f"{path} gives the voxel size {values} (z, y, x); the unusable values were replaced by 1. "
+            "Set the voxel size in the file (e.g. Fiji: Image > Properties) if distances matter.",
+            SpacingWarning,
+            stacklevel=3,
+        )
+    return usable  # type: ignore[return-value]
+
+
+def _require_size(what: str, needed: int, available: int) -> None:
+    if needed > available:
+        raise _CorruptHeader(f"its header describes {what}, {needed:,} bytes, but it holds {available:,}")
+
+
+def _require_dimensions(shape: Sequence[int]) -> None:
+    if not shape or any(int(n) <= 0 for n in shape):
+        raise _CorruptHeader(f"its header gives the dimensions {tuple(int(n) for n in shape)}, "
+                             "and every size must be positive")
 
 
 def write_labels(
@@ -292,14 +358,21 @@ def _convert(values: Sequence[float], unit: str, to_unit: str) -> tuple[float, .
 
 def _read_mrc(path: Path) -> Volume:
     import mrcfile
+    from mrcfile.utils import data_dtype_from_header
 
+    with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:
+        header = mrc.header
+        shape = (int(header.nz), int(header.ny), int(header.nx))
+        _require_dimensions(shape)
+        needed = 1024 + int(header.nsymbt) + math.prod(shape) * data_dtype_from_header(header).itemsize
+    _require_size(f"{shape} voxels", needed, path.stat().st_size)
     # The memmap stays valid after the file object closes; only its writeable flag is dropped.
     with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
         data = mrc.data
         voxel = mrc.voxel_size
     sizes = (float(voxel.z), float(voxel.y), float(voxel.x))
     volume = _squeeze_to_3d(data, str(path))
-    if min(sizes) <= 0:  # MRC writes 0 when the voxel size is unknown
+    if sizes == (0.0, 0.0, 0.0):  # MRC writes 0 when the voxel size is unknown
         return Volume(volume)
     return Volume(volume, tuple(_float32_decimal(s) for s in sizes), "angstrom")
 
@@ -328,10 +401,31 @@ def _read_tiff(path: Path) -> Volume:
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         axes = series.axes
+        _require_dimensions(series.shape)
         spacing, unit = _tiff_spacing(tif, series)
-        contiguous = series.dataoffset is not None
-        data = tifffile.memmap(path, mode="r") if contiguous else series.asarray()
+        nbytes = math.prod(series.shape) * series.dtype.itemsize
+        if series.dataoffset is not None:  # stored contiguously: mapped, so it must all be in the file
+            _require_size(f"{tuple(series.shape)} voxels", series.dataoffset + nbytes,
+                          path.stat().st_size)
+            data = tifffile.memmap(path, mode="r")
+        else:  # compressed or scattered: decoded into memory, so it must fit there
+            _require_memory(path, nbytes)
+            data = series.asarray()
     return Volume(_squeeze_to_3d(data, str(path), axes), spacing, unit)
+
+
+def _require_memory(path: Path, nbytes: int) -> None:
+    """Refuse before decoding what a header says would exceed this machine's memory."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if nbytes > physical:
+        raise VolumeError(
+            f"Cannot read {path}: its header describes {nbytes / 2**30:.1f} GiB of decoded voxels, more "
+            f"than this machine's memory ({physical / 2**30:.1f} GiB); the header is corrupt, or save "
+            "the volume uncompressed (it is then memory-mapped)."
+        )
 
 
 def _tiff_spacing(tif, series) -> tuple[tuple[float, float, float], str]:
@@ -397,15 +491,34 @@ def _resolution(size: float) -> tuple[int, int]:
 def _read_nifti(path: Path) -> Volume:
     import nibabel as nib
 
-    image = nib.load(path, mmap="r")
-    # .nii is memory-mapped; .nii.gz must be decompressed, which also reveals truncation now.
+    if suffix_of(path) == ".nii.gz":
+        available = _verified_gzip_length(path)
+    else:
+        available = path.stat().st_size
+    image = nib.load(path, mmap="r")  # reads the header only
+    header = image.header
+    shape = header.get_data_shape()
+    _require_dimensions(shape)
+    needed = int(header.get_data_offset()) + math.prod(shape) * header.get_data_dtype().itemsize
+    _require_size(f"{tuple(int(n) for n in shape)} voxels", needed, available)
+    # .nii is memory-mapped; .nii.gz is decompressed.
     raw = np.asanyarray(image.dataobj)
     data = _squeeze_to_3d(raw.T, str(path))  # (i, j, k) -> (k, j, i) = (z, y, x), a view
-    zooms = image.header.get_zooms()[:3]
+    zooms = header.get_zooms()[:3]
     spacing = tuple(_float32_decimal(z) for z in reversed(zooms))
-    xyz_unit = image.header.get_xyzt_units()[0]
+    xyz_unit = header.get_xyzt_units()[0]
     unit = "mm" if xyz_unit == "unknown" else canonical_unit(xyz_unit)
     return Volume(data, spacing, unit, np.array(image.affine, dtype=float))
+
+
+def _verified_gzip_length(path: Path) -> int:
+    """Decompress the whole stream once, discarding it, so a CRC or length mismatch anywhere in it
+    (a flipped bit, zeroed bytes) is found; nibabel stops reading where the voxels end."""
+    total = 0
+    with gzip.open(path, "rb") as stream:
+        while chunk := stream.read(_GZIP_CHUNK):
+            total += len(chunk)
+    return total
 
 
 def _write_nifti(tmp: Path, labels, spacing, unit, affine) -> None:
@@ -423,14 +536,6 @@ def _write_nifti(tmp: Path, labels, spacing, unit, affine) -> None:
     image = nib.Nifti1Image(labels.T, affine, dtype=labels.dtype)
     image.header.set_xyzt_units(xyz=code)
     nib.save(image, tmp)
-
-
-def _library_errors() -> tuple[type[Exception], ...]:
-    """Format libraries' own exception types that are not ValueError/OSError subclasses."""
-    from nibabel.filebasedimages import ImageFileError
-    from nibabel.spatialimages import HeaderDataError
-
-    return (ImageFileError, HeaderDataError)
 
 
 _READERS: dict[str, tuple[str, Callable[[Path], Volume]]] = {
