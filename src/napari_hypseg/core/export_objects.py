@@ -19,13 +19,12 @@ never leaves half a file or destroys an existing one; an existing file is only r
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import replaced_atomically
 from .objects import Objects, ObjectsError
 from .volume_io import LENGTH_UNIT_EXPONENTS
 
@@ -141,12 +140,6 @@ def check_target(path, suffixes: tuple[str, ...], overwrite: bool, what: str) ->
 def _write_atomically(path, suffixes: tuple[str, ...], write: Callable[[Path], object], overwrite: bool,
                       what: str) -> Path:
     path = check_target(path, suffixes, overwrite, what)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ObjectsError(f"cannot write {path}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replaced_atomically(path, ObjectsError, suffix=path.suffix) as temporary:
+        write(temporary)
     return path

@@ -36,7 +36,6 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import secrets
 import stat
 import warnings
 import xml.etree.ElementTree as ET
@@ -47,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import replaced_atomically
 from .errors import VolumeError
 from .zarr_io import is_zarr_path, read_zarr
 
@@ -248,14 +248,8 @@ def write_labels(
         return write_zarr_labels(path, labels, spacing=spacing, unit=unit, overwrite=overwrite)
     writer = {".mrc": _write_mrc, ".nii": _write_nifti, ".nii.gz": _write_nifti}.get(suffix, _write_tiff)
     # A fresh name created by the format library itself, so the file gets the usual permissions.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}")
-    try:
-        writer(tmp, labels, spacing, unit, affine)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise VolumeError(f"Cannot write {path}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replaced_atomically(path, VolumeError, suffix=suffix) as temporary:
+        writer(temporary, labels, spacing, unit, affine)
     return path
 
 

@@ -17,13 +17,12 @@ one resolution level and the voxel size as its ``scale``, written chunk by chunk
 from __future__ import annotations
 
 import os
-import shutil
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import replaced_atomically
 from .errors import VolumeError
 
 ZARR_SUFFIX = ".zarr"
@@ -153,14 +152,13 @@ def write_zarr_labels(path: str | os.PathLike, labels, *, spacing: Sequence[floa
         raise VolumeError(f"{path} already exists; choose another name or allow overwriting it.")
     if not path.parent.is_dir():
         raise VolumeError(f"Cannot write {path}: the folder {path.parent} does not exist.")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
     axes = [{"name": n, "type": "space"} for n in SPATIAL_AXES]
     if unit != "pixel":
         ngff_unit = {"mm": "millimeter"}.get(unit, unit)
         for axis in axes:
             axis["unit"] = ngff_unit
-    try:
-        root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+    with replaced_atomically(path, VolumeError) as temporary:
+        root = zarr.open_group(str(temporary), mode="w", zarr_format=2)
         chunks = tuple(min(c, s) for c, s in zip(LABEL_CHUNKS, labels.shape))
         array = root.create_array("0", shape=labels.shape, dtype=labels.dtype, chunks=chunks, fill_value=0)
         rows = chunks[0]
@@ -173,14 +171,8 @@ def write_zarr_labels(path: str | os.PathLike, labels, *, spacing: Sequence[floa
             "datasets": [{"path": "0", "coordinateTransformations": [
                 {"type": "scale", "scale": [float(s) for s in spacing]}]}],
         }]
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise VolumeError(f"Cannot write {path}: {exc}") from exc
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if path.exists() and not path.is_dir():
+            path.unlink()
     return path
 
 
