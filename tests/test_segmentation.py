@@ -117,11 +117,19 @@ def test_deterministic_and_stoppable(image, result, tmp_path):
     assert run_to_completion(segment(trained, image, n_fine=6, device="cpu", stop=stop)) is None
 
 
-def test_euclidean_model_clusters_in_euclidean_space(image):
-    segmentation = run_to_completion(segment(_trained(image, geometry="euclidean"), image, n_fine=5, device="cpu"))
+def test_euclidean_model_clusters_in_euclidean_space(image, tmp_path):
+    field = tmp_path / "latents.npy"
+    segmentation = run_to_completion(segment(_trained(image, geometry="euclidean"), image, n_fine=5, device="cpu",
+                                             latents_out=field))
     assert segmentation.geometry == "euclidean" and segmentation.hierarchy.geometry == "euclidean"
     assert segmentation.fine_labels.max() <= 5
     assert len(np.unique(segmentation.labels_at_k(2))) <= 2
+    # every voxel carries the fine id of its nearest centroid by Euclidean distance in the kept field
+    points = np.load(field).reshape(-1, segmentation.centroids.shape[1]).astype(np.float64)
+    distances = ((points[:, None] - segmentation.centroids[None]) ** 2).sum(-1)
+    nearest = distances.argmin(1) + 1
+    ambiguous = np.sort(distances, axis=1)[:, :2] @ [-1, 1] < 1e-9       # exact ties may go either way
+    assert np.array_equal(nearest[~ambiguous], segmentation.fine_labels.reshape(-1)[~ambiguous])
 
 
 def test_bad_arguments(image):
