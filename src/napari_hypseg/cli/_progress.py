@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from ..core.progress import Progress, format_duration
+from ..core.progress import Progress, format_metric
 
 
 class ProgressLine:
@@ -28,14 +28,7 @@ class ProgressLine:
         width = 24
         filled = int(width * min(event.fraction, 1.0))
         bar = "#" * filled + "-" * (width - filled)
-        shown = []
-        for key, value in event.metrics.items():
-            if key == "eta_s":
-                shown.append(f"eta {format_duration(value)}")
-            elif key == "patches_per_s":
-                shown.append(f"{value:.0f} patches/s")
-            else:
-                shown.append(f"{key} {value:.4g}")
+        shown = [format_metric(key, value) for key, value in event.metrics.items()]
         text = f"{event.stage:>7} [{bar}] {event.step}/{event.total} " + " ".join(shown)
         if event.message:
             text += f"  {event.message}"

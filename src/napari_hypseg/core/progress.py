@@ -26,6 +26,48 @@ class Progress:
         return self.step / self.total if self.total else 0.0
 
 
+@dataclass(frozen=True)
+class MetricSpec:
+    """What one metric of a Progress event is, so the CLI line, the widgets' labels and the loss
+    plot show it alike: its label, its unit and its kind ("loss": a term of the training objective,
+    plotted; "rate", "time" and "setting" are shown, not plotted)."""
+
+    label: str
+    unit: str
+    kind: str
+    precision: str = ".4g"
+
+    def format(self, value: float) -> str:
+        if self.kind == "time":
+            return f"{self.label} {format_duration(value)}"
+        if self.kind == "rate":
+            return f"{value:{self.precision}} {self.label}"
+        return f"{self.label} {value:{self.precision}}"
+
+
+METRICS: dict[str, MetricSpec] = {
+    "total": MetricSpec("total", "nats per patch", "loss"),
+    "recon": MetricSpec("recon", "nats per patch", "loss"),
+    "kl": MetricSpec("kl", "nats per patch", "loss"),
+    "triplet": MetricSpec("triplet", "squared Poincaré distance", "loss"),
+    "texture": MetricSpec("texture", "half squared error per patch", "loss"),
+    "patches_per_s": MetricSpec("patches/s", "patches per second", "rate", ".0f"),
+    "voxels_per_s": MetricSpec("voxels/s", "voxels per second", "rate", ",.0f"),
+    "eta_s": MetricSpec("ETA", "seconds", "time"),
+    "lr": MetricSpec("lr", "learning rate", "setting", ".3g"),
+}
+"""Every metric long work reports (training: the losses, patches_per_s, eta_s, lr; inference:
+voxels_per_s, eta_s), by its key in Progress.metrics."""
+
+LOSS_TERMS = tuple(name for name, spec in METRICS.items() if spec.kind == "loss")
+
+
+def format_metric(name: str, value: float) -> str:
+    """One metric as the user sees it, e.g. "ETA 1:05", "343 patches/s", "kl 3.13"."""
+    spec = METRICS.get(name)
+    return spec.format(value) if spec is not None else f"{name} {value:.4g}"
+
+
 def format_duration(seconds: float) -> str:
     """Seconds as m:ss or h:mm:ss, for ETAs in the CLI and the widgets."""
     seconds = int(round(seconds))

@@ -24,7 +24,7 @@ from .config import HypsegConfig, get_preset
 from .device import describe_device, resolve_device
 from .errors import CheckpointError, ConfigError, VolumeError
 from .normalization import IntensityStats
-from .progress import Progress
+from .progress import LOSS_TERMS, Progress
 from .sampling import TripletSampler
 from .volume_io import as_volume_array
 
@@ -33,7 +33,7 @@ __all__ = ["TrainedModel", "train"]
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")
 """Settings a resumed run may change: how long to go on and how often to save, nothing that
 changes what one step does."""
-REPORTED_METRICS = ("total", "recon", "kl", "triplet", "texture")
+REPORTED_METRICS = LOSS_TERMS
 
 
 def train(

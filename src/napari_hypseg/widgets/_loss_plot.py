@@ -9,10 +9,9 @@ from matplotlib.figure import Figure
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt.utils import qthrottled
 
+from ..core.progress import LOSS_TERMS
 from ._common import BACKGROUND, FOREGROUND, GRID, style_axes
 
-# Metrics of a training event that are rates or times, not loss terms.
-NOT_LOSSES = frozenset({"eta_s", "patches_per_s", "steps_per_s", "elapsed_s", "lr", "learning_rate"})
 
 
 class LossPlot(QWidget):
@@ -38,7 +37,7 @@ class LossPlot(QWidget):
 
     def add(self, step: int, metrics: Mapping[str, float]) -> None:
         for name, value in metrics.items():
-            if name in NOT_LOSSES:
+            if name not in LOSS_TERMS:
                 continue
             steps, values = self.history.setdefault(name, ([], []))
             steps.append(step)

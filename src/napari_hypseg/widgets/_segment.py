@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 from superqt.utils import qthrottled, signals_blocked
 
-from ..core.progress import format_duration
+from ..core.progress import format_metric
 from ._common import (
     INT_MAX,
     MODEL_DIR,
@@ -278,10 +278,7 @@ class SegmentWidget(QWidget):
         stage = {"infer": "latent points", "cluster": "clustering"}.get(event.stage, event.stage)
         parts = [f"<b>{stage}</b> {event.step}/{event.total}"]
         metrics = dict(event.metrics)
-        if "voxels_per_s" in metrics:
-            parts.append(f"{metrics['voxels_per_s']:,.0f} voxels/s")
-        if "eta_s" in metrics:
-            parts.append(f"ETA {format_duration(metrics['eta_s'])}")
+        parts += [format_metric(name, metrics[name]) for name in ("voxels_per_s", "eta_s") if name in metrics]
         text = " · ".join(parts)
         if event.message:
             text += f"<br>{event.message}"

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 
 from ..core.config import DEFAULT_PRESET, PRESETS
 from ..core.errors import HypsegError
-from ..core.progress import format_duration
+from ..core.progress import LOSS_TERMS, format_metric
 from ._common import (
     MODEL_DIR,
     DeviceChooser,
@@ -36,7 +36,7 @@ from ._common import (
 )
 from ._binning import binned, binning_field, in_memory
 from ._config_form import ConfigForm
-from ._loss_plot import NOT_LOSSES, LossPlot
+from ._loss_plot import LossPlot
 from ._session import ModelEntry, load_model_file, session_for
 
 if TYPE_CHECKING:
@@ -268,16 +268,10 @@ class TrainWidget(QWidget):
         self.last_event = event
         metrics = dict(event.metrics)
         parts = [f"<b>step {event.step}/{event.total}</b>"]
-        losses = [f"{name} {value:.4g}" for name, value in metrics.items() if name not in NOT_LOSSES]
+        losses = [format_metric(name, value) for name, value in metrics.items() if name in LOSS_TERMS]
         if losses:
             parts.append("loss: " + ", ".join(losses))
-        speed = []
-        if "patches_per_s" in metrics:
-            speed.append(f"{metrics['patches_per_s']:.0f} patches/s")
-        if "eta_s" in metrics:
-            speed.append(f"ETA {format_duration(metrics['eta_s'])}")
-        if "lr" in metrics:
-            speed.append(f"lr {metrics['lr']:.3g}")
+        speed = [format_metric(name, metrics[name]) for name in ("patches_per_s", "eta_s", "lr") if name in metrics]
         speed.append(self.devices.label.text())
         parts.append(" · ".join(speed))
         if event.message:

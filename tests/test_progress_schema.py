@@ -1,0 +1,33 @@
+import io
+
+import numpy as np
+
+from napari_hypseg.cli._progress import ProgressLine
+from napari_hypseg.core.config import get_preset
+from napari_hypseg.core.progress import LOSS_TERMS, METRICS, Progress, format_metric, run_to_completion
+from napari_hypseg.core.segmentation import segment
+from napari_hypseg.core.synthetic import make_toy_volume
+from napari_hypseg.core.training import train
+
+
+def test_every_metric_long_work_reports_is_in_the_schema():
+    image = make_toy_volume(3).image[:24, :24, :24].copy()
+    config = get_preset("fast", steps=2, batch_size=2, encoder_channels=(4, 8), hidden=8, warmup_steps=1)
+    events = []
+    trained = run_to_completion(train([image], config, device="cpu"), events.append)
+    run_to_completion(segment(trained, image, n_fine=3, device="cpu"), events.append)
+    reported = {name for event in events for name in event.metrics}
+    assert reported >= set(LOSS_TERMS) | {"patches_per_s", "eta_s", "lr", "voxels_per_s"}
+    assert reported <= set(METRICS)
+
+
+def test_metrics_read_the_same_everywhere():
+    assert format_metric("eta_s", 65) == "ETA 1:05"
+    assert format_metric("patches_per_s", 342.6) == "343 patches/s"
+    assert format_metric("voxels_per_s", 1234567) == "1,234,567 voxels/s"
+    assert format_metric("kl", 3.14159) == "kl 3.142"
+    assert format_metric("something_new", 2.0) == "something_new 2"
+    stream = io.StringIO()
+    ProgressLine(stream)(Progress("train", 3, 3, metrics={"kl": 3.14159, "eta_s": 65.0}))
+    assert "kl 3.142 ETA 1:05" in stream.getvalue()
+    assert np.all([METRICS[name].kind == "loss" for name in LOSS_TERMS])
