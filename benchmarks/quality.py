@@ -32,14 +32,18 @@ from _report import markdown_table, write_section  # noqa: E402
 
 from napari_hypseg.core.baselines import BASELINES  # noqa: E402
 from napari_hypseg.core.config import DEFAULT_PRESET, get_preset  # noqa: E402
-from napari_hypseg.core.evaluation import LEVEL_K, score_levels  # noqa: E402
+from napari_hypseg.core.evaluation import (  # noqa: E402
+    LEVEL_K,
+    TOY_TEST_SEED,
+    TOY_TRAIN_VOLUMES,
+    mean_dice,
+    score_levels,
+)
 from napari_hypseg.core.progress import run_to_completion  # noqa: E402
 from napari_hypseg.core.segmentation import segment  # noqa: E402
 from napari_hypseg.core.synthetic import LEVEL_CLASSES, make_toy_volume  # noqa: E402
 from napari_hypseg.core.training import train  # noqa: E402
 
-TEST_SEED = 5000
-N_TRAIN = 8
 DEFAULT_ROW = "napari-hypseg (default)"
 CONTROL_ROW = "the same after 1 training step (control)"
 ABLATIONS: dict[str, tuple[dict, dict]] = {
@@ -87,7 +91,7 @@ def _mean_centroid_radius(segmentation, k: int) -> float:
 def summarise(name, runs, class_names, level_k):
     """runs: one list of per-test {level: Score} per training run -> a table row and per-class rows."""
     levels = list(level_k)
-    means = np.array([[np.mean([s[level].mean_dice for s in run]) for level in levels] for run in runs])
+    means = np.array([[mean_dice(run, level) for level in levels] for run in runs])
     cells = [f"{m:.3f}" if len(runs) == 1 else f"{m:.3f} ± {d:.3f}" for m, d in zip(means.mean(0), means.std(0))]
     per_class = {level: [float(np.mean([s[level].per_class_dice[c] for run in runs for s in run]))
                          for c in range(len(class_names[level]))] for level in levels}
@@ -97,8 +101,8 @@ def summarise(name, runs, class_names, level_k):
 
 def toy_section(variant, args, rows):
     irregular = variant == "irregular"
-    volumes = [make_toy_volume(i, irregular=irregular).image for i in range(N_TRAIN)]
-    tests = [(t.image, t.truth) for t in (make_toy_volume(TEST_SEED + i, irregular=irregular)
+    volumes = [make_toy_volume(i, irregular=irregular).image for i in range(TOY_TRAIN_VOLUMES)]
+    tests = [(t.image, t.truth) for t in (make_toy_volume(TOY_TEST_SEED + i, irregular=irregular)
                                           for i in range(args.n_test))]
     print(f"[quality] {variant}: {len(volumes)} training volumes, {len(tests)} test volumes", flush=True)
     return evaluate(tests, volumes, rows, args, LEVEL_CLASSES, LEVEL_K)
@@ -188,8 +192,8 @@ def main(argv=None) -> int:
         steps = get_preset(DEFAULT_PRESET).steps
         intro = (f"Default preset `{DEFAULT_PRESET}` ({steps} training steps), trained once per seed "
                  f"{', '.join(map(str, args.train_seeds))}; cells are mean ± standard deviation over those trainings "
-                 f"of the mean Dice over {args.n_test} unseen test volumes (seeds {TEST_SEED}+; models trained on "
-                 f"seeds 0-{N_TRAIN - 1}). Baselines are deterministic. \"best baseline\" is the best classical row "
+                 f"of the mean Dice over {args.n_test} unseen test volumes (seeds {TOY_TEST_SEED}+; models trained on "
+                 f"seeds 0-{TOY_TRAIN_VOLUMES - 1}). Baselines are deterministic. \"best baseline\" is the best classical row "
                  f"per level; \"margin\" is the default's lead over it.\n\n")
         parts = [*args.sets, *([] if args.no_mni else ["MNI152"])]
         key = "quality_" + "_".join(part.lower() for part in parts)

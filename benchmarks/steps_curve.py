@@ -26,17 +26,21 @@ from _report import markdown_table, write_section  # noqa: E402
 
 from napari_hypseg.core.baselines import BASELINES  # noqa: E402
 from napari_hypseg.core.config import DEFAULT_PRESET, get_preset  # noqa: E402
-from napari_hypseg.core.evaluation import LEVEL_K, score_levels  # noqa: E402
+from napari_hypseg.core.evaluation import (  # noqa: E402
+    LEVEL_K,
+    TOY_TEST_SEED,
+    TOY_TRAIN_VOLUMES,
+    mean_dice,
+    score_levels,
+)
 from napari_hypseg.core.progress import run_to_completion  # noqa: E402
 from napari_hypseg.core.segmentation import segment  # noqa: E402
 from napari_hypseg.core.synthetic import make_toy_volume  # noqa: E402
 from napari_hypseg.core.training import train  # noqa: E402
 
-TEST_SEED = 5000
 
-
-def mean_dice(scores) -> list[float]:
-    return [float(np.mean([s[level].mean_dice for s in scores])) for level in LEVEL_K]
+def mean_dice_per_level(scores) -> list[float]:
+    return [mean_dice(scores, level) for level in LEVEL_K]
 
 
 def main(argv=None) -> int:
@@ -50,16 +54,16 @@ def main(argv=None) -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
 
-    tests = [make_toy_volume(TEST_SEED + i) for i in range(args.n_test)]
+    tests = [make_toy_volume(TOY_TEST_SEED + i) for i in range(args.n_test)]
     rows = []
-    baseline = {name: mean_dice([score_levels(lambda k, t=t: fn(t.image, k, 0), t.truth) for t in tests])
+    baseline = {name: mean_dice_per_level([score_levels(lambda k, t=t: fn(t.image, k, 0), t.truth) for t in tests])
                 for name, fn in BASELINES.items()}
     best = np.max(list(baseline.values()), axis=0)
     rows.append(["best classical baseline (per level)", "—", *[f"{b:.3f}" for b in best], "—"])
     with tempfile.TemporaryDirectory() as folder:
         for mode in args.modes:
             volumes = [t.image for t in tests] if mode == "transductive" else \
-                [make_toy_volume(i).image for i in range(8)]
+                [make_toy_volume(i).image for i in range(TOY_TRAIN_VOLUMES)]
             checkpoint = Path(folder) / f"{mode}.pt"
             resume, seconds = None, 0.0
             for steps in sorted(args.steps):
@@ -71,7 +75,7 @@ def main(argv=None) -> int:
                 resume = checkpoint
                 scores = [score_levels(run_to_completion(segment(trained, t.image, device=args.device)).labels_at_k,
                                        t.truth) for t in tests]
-                dice = mean_dice(scores)
+                dice = mean_dice_per_level(scores)
                 rows.append([mode, steps, *[f"{d:.3f}" for d in dice], f"{seconds:.0f}"])
                 print(f"{mode:<13} {steps:>6} steps  " + "  ".join(f"L{level} {d:.3f}" for level, d in zip(LEVEL_K, dice))
                       + f"  ({seconds:.0f} s of training)", flush=True)
@@ -81,7 +85,7 @@ def main(argv=None) -> int:
     if not args.no_write:
         body = (f"Default preset `{DEFAULT_PRESET}`, training seed {args.seed}, one run per mode continued from "
                 f"milestone to milestone; mean Dice over {args.n_test} unseen regular toy volumes (seeds "
-                f"{TEST_SEED}+). Inductive: trained on toy volumes 0-7; transductive: trained on the test volumes "
+                f"{TOY_TEST_SEED}+). Inductive: trained on toy volumes 0-7; transductive: trained on the test volumes "
                 f"themselves.\n\n{table}\n")
         write_section(f"steps_curve_{args.device.split(':')[0]}", f"Dice against training steps ({args.device})", body,
                       script=__file__, argv=argv, device=args.device)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from napari_hypseg.core.baselines import BASELINES
-from napari_hypseg.core.evaluation import LEVEL_K, score_levels
+from napari_hypseg.core.evaluation import LEVEL_K, mean_dice, score_levels
 from napari_hypseg.core.synthetic import make_toy_volume
 
 
@@ -22,6 +22,8 @@ def test_score_levels_uses_the_protocols_k(volume):
     scores = score_levels(truth_at_k, volume.truth)
     assert asked == [2, 4, 8]
     assert all(scores[level].mean_dice == pytest.approx(1.0) for level in LEVEL_K)
+    one_cluster = score_levels(lambda k: np.ones(volume.image.shape, np.uint8), volume.truth)
+    assert mean_dice([scores, one_cluster], 1) == pytest.approx((1.0 + one_cluster[1].mean_dice) / 2)
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))

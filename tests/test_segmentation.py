@@ -189,7 +189,8 @@ def test_regional_descriptors_average_each_clusters_surroundings():
     latents[labels == 2] = (-0.3, 0.0)
     latents[labels == 3] = (0.0, 0.5)
     for geometry in ("euclidean", "hyperbolic"):
-        local, wide = regional_descriptors(latents, labels, 3, [0.0, 3.0], geometry=geometry)
+        counts = np.bincount(labels.reshape(-1), minlength=4)
+        local, wide = regional_descriptors(latents, labels, counts, [0.0, 3.0], geometry=geometry)
         np.testing.assert_allclose(local, [(0.3, 0.0), (-0.3, 0.0), (0.0, 0.5)], atol=1e-6)
         assert np.linalg.norm(wide[0] - wide[1]) < 0.1 * np.linalg.norm(local[0] - local[1])
         assert np.linalg.norm(wide[0] - wide[2]) > 0.2

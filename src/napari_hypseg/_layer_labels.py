@@ -14,26 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from .core.lookup import apply_lookup
+
 LOOKUP_KEY = "fine_to_coarse"
-_CHUNK = 1 << 20
 
 
 def level_lookup(metadata: dict | None) -> np.ndarray | None:
     """The fine id -> coarse label table recorded in a layer's metadata, or None."""
     table = ((metadata or {}).get("hypseg") or {}).get(LOOKUP_KEY)
     return None if table is None else np.asarray(table)
-
-
-def apply_lookup(data: Any, lookup: np.ndarray) -> np.ndarray:
-    """lookup[data] chunk by chunk (the smallest unsigned dtype that holds the coarse labels)."""
-    data = np.asarray(data)
-    dtype = np.uint8 if int(lookup.max(initial=0)) <= np.iinfo(np.uint8).max else np.uint16
-    table = lookup.astype(dtype)
-    out = np.empty(data.shape, dtype=dtype)
-    source, target = data.reshape(-1), out.reshape(-1)
-    for start in range(0, source.size, _CHUNK):
-        np.take(table, source[start:start + _CHUNK], out=target[start:start + _CHUNK])
-    return out
 
 
 def coarse_labels(data: Any, attributes: dict) -> tuple[Any, dict]:

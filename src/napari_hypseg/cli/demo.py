@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.baselines import BASELINES
     from ..core.config import get_preset
     from ..core.errors import ConfigError
-    from ..core.evaluation import LEVEL_K, score_levels
+    from ..core.evaluation import LEVEL_K, mean_dice, score_levels
     from ..core.progress import run_to_completion
     from ..core.segmentation import segment
     from ..core.synthetic import LEVEL_CLASSES, make_toy_volume
@@ -78,15 +78,13 @@ def run(args: argparse.Namespace) -> int:
     baselines = {name: [score_levels(lambda k, image=t.image: fn(image, k, args.seed), t.truth) for t in tests]
                  for name, fn in BASELINES.items()}
 
-    def mean(scores, level):
-        return float(np.mean([s[level].mean_dice for s in scores]))
-
     print(f"\nmean Dice over {len(tests)} unseen test volumes")
     print(f"{'level':<7}{'k':>3}{'napari-hypseg':>15}{'best baseline':>15}   (which)")
     summary = {}
     for level, k in LEVEL_K.items():
-        best = max(baselines, key=lambda name: mean(baselines[name], level))
-        summary[level] = {"k": k, "napari_hypseg": mean(ours, level), "best_baseline": mean(baselines[best], level),
+        best = max(baselines, key=lambda name: mean_dice(baselines[name], level))
+        summary[level] = {"k": k, "napari_hypseg": mean_dice(ours, level),
+                          "best_baseline": mean_dice(baselines[best], level),
                           "best_baseline_name": best,
                           "per_class_dice": {LEVEL_CLASSES[level][c]: float(np.mean([s[level].per_class_dice[c]
                                                                                      for s in ours]))

@@ -13,8 +13,9 @@ from .errors import ConfigError
 
 GEOMETRIES = ("hyperbolic", "euclidean")
 PRECISIONS = ("auto", "float32", "bfloat16")
-TEXTURE_DESCRIPTOR_NAMES = ("amplitude", "oriented")
 """Arithmetic of the encoder at inference (see device.inference_dtype)."""
+TEXTURE_DESCRIPTOR_NAMES = ("amplitude", "oriented")
+"""Names of losses.TEXTURE_DESCRIPTORS, listed here so that a configuration is checked without torch."""
 
 
 def _non_negative_number(value: Any) -> bool:

@@ -44,8 +44,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .manifold import frechet_mean
-from .manifold import BOUNDARY_EPS, dist, mobius_add
+from .manifold import BOUNDARY_EPS, dist, frechet_mean, mobius_add
 
 GEOMETRIES = ("hyperbolic", "euclidean")
 LINKAGES = {
@@ -341,7 +340,7 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
     members: dict[int, list[int]] = {leaf: [leaf] for leaf in range(1, n + 1)}
     active = list(range(1, n + 1))
     points = centroids
-    stages = [(int(k), np.asarray(p, dtype=np.float64)) for k, p in coarser]
+    stages = list(coarser)   # checked and converted by ClusterHierarchy.from_centroids
     merges, heights = [], []
     for m in range(n - 1):
         while stages and len(active) <= stages[0][0]:

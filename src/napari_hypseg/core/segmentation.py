@@ -21,13 +21,13 @@ import numpy as np
 
 from .errors import ConfigError, VolumeError
 from .hierarchy import LINKAGES, ClusterHierarchy
+from .lookup import CHUNK_VOXELS, apply_lookup
 from .progress import Progress
 from .volume_io import as_volume_array
 
 MAX_FINE_CLUSTERS = 1024
 SAMPLE_POINTS = 5000
 """Latent points kept for the Poincaré-disk view."""
-_LOOKUP_CHUNK = 1 << 18     # voxels per np.take call: stays in cache, twice as fast as one call
 
 
 @dataclass(eq=False)
@@ -77,12 +77,7 @@ class Segmentation:
 
     def labels_from_lookup(self, lookup: np.ndarray) -> np.ndarray:
         """lookup[fine_labels], in cache-sized chunks (about 20 ms for 256³ voxels)."""
-        table = np.asarray(lookup).astype(self.label_dtype)
-        out = np.empty(self.fine_labels.shape, dtype=self.label_dtype)
-        source, target = self.fine_labels.reshape(-1), out.reshape(-1)
-        for start in range(0, source.size, _LOOKUP_CHUNK):
-            np.take(table, source[start:start + _LOOKUP_CHUNK], out=target[start:start + _LOOKUP_CHUNK])
-        return out
+        return apply_lookup(self.fine_labels, lookup, self.label_dtype)
 
     def features(self, lookup: np.ndarray, image, spacing=(1.0, 1.0, 1.0)) -> dict[str, np.ndarray]:
         """One row per coarse label of a cut: label, parent (its id in the cut with one cluster less,
@@ -118,7 +113,7 @@ class Segmentation:
             raise VolumeError(f"the image has shape {volume.shape} but the segmentation {self.fine_labels.shape}; "
                               "give the image that was segmented")
         sums = np.zeros(self.n_fine + 1)
-        rows = max(1, _LOOKUP_CHUNK // max(1, math.prod(volume.shape[1:])))
+        rows = max(1, CHUNK_VOXELS // max(1, math.prod(volume.shape[1:])))
         for start in range(0, volume.shape[0], rows):
             sums += np.bincount(self.fine_labels[start:start + rows].ravel(),
                                 weights=np.asarray(volume[start:start + rows], dtype=np.float64).ravel(),
@@ -131,7 +126,7 @@ class Segmentation:
 
 
 def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "hyperbolic",
-                        curvature: float = 1.0, slab_voxels: int = _LOOKUP_CHUNK) -> np.ndarray:
+                        curvature: float = 1.0, slab_voxels: int = CHUNK_VOXELS) -> np.ndarray:
     """Gaussian-smooth a (Z, Y, X, d) latent field in place (sigma in voxels; 0 = unchanged).
 
     Hyperbolic fields are smoothed in the tangent space at the origin (log_0, filter, exp_0), so the
@@ -166,11 +161,12 @@ def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "h
     return latents
 
 
-def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, n_fine: int, sigmas, *,
+def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, fine_counts: np.ndarray, sigmas, *,
                          geometry: str = "hyperbolic", curvature: float = 1.0,
-                         slab_voxels: int = _LOOKUP_CHUNK) -> list[np.ndarray]:
+                         slab_voxels: int = CHUNK_VOXELS) -> list[np.ndarray]:
     """For each sigma, every fine cluster's latents averaged over a Gaussian neighbourhood of sigma
     voxels around its voxels: (n_fine, d) points (of the ball, for a hyperbolic field) per sigma.
+    `fine_counts`: voxels per fine id (index 0 unused), as Segmentation.fine_counts.
 
     They describe what surrounds a cluster, not only what it is: two clusters of one object, or an
     organelle and the cell around it, share their surroundings even where their own latents differ,
@@ -184,7 +180,8 @@ def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, n_fine: i
 
     hyperbolic = geometry == "hyperbolic"
     rows = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
-    counts = np.maximum(np.bincount(fine_labels.reshape(-1), minlength=n_fine + 1)[1:], 1)
+    n_fine = len(fine_counts) - 1
+    counts = np.maximum(np.asarray(fine_counts)[1:], 1)
     sums = np.zeros((len(sigmas), n_fine, latents.shape[-1]))
     for channel in range(latents.shape[-1]):
         tangent = np.empty(latents.shape[:3], dtype=np.float32)
@@ -297,7 +294,7 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     centroids = kmeans.cluster_centers_[order]
     fine_labels = fine_labels.reshape(volume.shape)
     scales = [(k, sigma) for k, sigma in scales if k < n_fine]
-    descriptors = regional_descriptors(latents, fine_labels, n_fine, [sigma for _, sigma in scales],
+    descriptors = regional_descriptors(latents, fine_labels, fine_counts, [sigma for _, sigma in scales],
                                        geometry=config.geometry, curvature=float(config.curvature)) if scales else []
     hierarchy = ClusterHierarchy.from_centroids(centroids, geometry=config.geometry, curvature=config.curvature,
                                                 weights=fine_counts[1:], linkage=linkage,

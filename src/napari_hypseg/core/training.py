@@ -33,7 +33,6 @@ __all__ = ["TrainedModel", "train"]
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")
 """Settings a resumed run may change: how long to go on and how often to save, nothing that
 changes what one step does."""
-REPORTED_METRICS = LOSS_TERMS
 
 
 def train(
@@ -135,7 +134,7 @@ def train(
 
             elapsed = time.perf_counter() - started
             seconds_per_step = elapsed / (step - start_step)
-            metrics = {key: values[key] for key in REPORTED_METRICS}
+            metrics = {key: values[key] for key in LOSS_TERMS}
             metrics.update(patches_per_s=patches_per_step / seconds_per_step,
                            eta_s=seconds_per_step * (config.steps - step), lr=lr)
             finishing = step >= config.steps or stopped()
@@ -181,7 +180,7 @@ def _step_seed(seed: int, step: int, stream: int) -> int:
 
 
 def _diverged(config: HypsegConfig, step: int, values: dict[str, float], saved: Path | None) -> ConfigError:
-    terms = ", ".join(f"{key} {values[key]:.4g}" for key in REPORTED_METRICS if key in values)
+    terms = ", ".join(f"{key} {values[key]:.4g}" for key in LOSS_TERMS if key in values)
     where = f" The last checkpoint ({saved}) is from before the divergence." if saved else ""
     return ConfigError(
         f"training diverged at step {step + 1}: the loss or its gradient is not finite ({terms}). "
