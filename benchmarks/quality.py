@@ -50,16 +50,19 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
     "default without the coarse-context tree (hierarchy_scales ())": ({}, {"hierarchy_scales": ()}),
     "default without the texture target (texture_weight 0)": ({"texture_weight": 0.0}, {}),
     "default with the oriented texture descriptor": ({"texture_descriptor": "oriented"}, {}),
+    "default without image features (image_features 0)": ({}, {"image_features": 0.0}),
 }
 """Row name -> (configuration overrides of the default preset, segment() keyword overrides)."""
 MNI_LEVELS = {1: ("background", "brain"), 2: ("background", "grey matter", "white matter", "other")}
 MNI_LEVEL_K = {1: 2, 2: 4}
 
 
-def model_rows(include_ablations: bool) -> dict[str, tuple[dict, dict]]:
+def model_rows(ablations: str | None) -> dict[str, tuple[dict, dict]]:
+    """The default and its control, plus all ABLATIONS ("all") or those that only change segment()
+    settings and so reuse the default's trainings ("inference")."""
     rows = {DEFAULT_ROW: ({}, {}), CONTROL_ROW: ({"steps": 1}, {})}
-    if include_ablations:
-        rows.update(ABLATIONS)
+    rows.update({name: row for name, row in ABLATIONS.items() if ablations == "all" or
+                 (ablations == "inference" and not row[0])})
     return rows
 
 
@@ -163,7 +166,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sets", nargs="*", default=["regular", "irregular"], choices=["regular", "irregular"])
     parser.add_argument("--n-test", type=int, default=20)
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--ablations", action="store_true", help="also the ablation rows (regular set only)")
+    parser.add_argument("--ablations", nargs="?", const="all", choices=["all", "inference"],
+                        help="also the ablation rows: all of them (regular set only), or only those that reuse "
+                             "the default's trainings (every synthetic set)")
     parser.add_argument("--no-mni", action="store_true", help="skip the MNI152 volume")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
     parser.add_argument("--device", default="cpu")
@@ -172,7 +177,7 @@ def main(argv=None) -> int:
 
     sections = []
     for variant in args.sets:
-        rows = model_rows(args.ablations and variant == "regular")
+        rows = model_rows(args.ablations if args.ablations == "inference" or variant == "regular" else None)
         table, per_class, means, radii = toy_section(variant, args, rows)
         sections.append(report(f"Synthetic {variant} set", table, per_class, means, radii, LEVEL_CLASSES, LEVEL_K))
     if not args.no_mni:
@@ -182,7 +187,7 @@ def main(argv=None) -> int:
         else:
             image, truth = mni
             print(f"[quality] MNI152: {image.shape}, the model trained on the volume itself", flush=True)
-            table, per_class, means, radii = evaluate([(image, truth)], [image], model_rows(False), args,
+            table, per_class, means, radii = evaluate([(image, truth)], [image], model_rows("inference" if args.ablations else None), args,
                                                       MNI_LEVELS, MNI_LEVEL_K)
             sections.append(report("MNI152 T1 (nilearn), trained on itself", table, per_class, means, radii,
                                    MNI_LEVELS, MNI_LEVEL_K))

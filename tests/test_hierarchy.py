@@ -180,9 +180,32 @@ def test_coarse_merges_follow_the_coarser_descriptors(geometry, linkage):
     assert staged.coarser and staged.coarser[0][0] == 4
 
 
+@pytest.mark.parametrize("linkage", ["ward", "centroid", "average", "single"])
+def test_a_euclidean_stage_in_a_hyperbolic_tree(linkage):
+    """A stage may compare groups by Euclidean features of any width (latents joined with image
+    features): the merges follow those features, heights stay depths in the ball, cuts nest."""
+    a, b, c = 0.5, 0.05, 0.0
+    centroids = np.array([[-a, b, c], [-a, -b, c], [a, b, c], [a, -b, c]])
+    features = np.array([[0.0, 0.0, 0.0, 0.0, 9.0], [10.0, 0.0, 0.0, 0.0, 0.0],
+                         [0.1, 0.0, 0.0, 0.0, 9.0], [10.0, 0.2, 0.0, 0.0, 0.0]])
+    tree = ClusterHierarchy.from_centroids(centroids, linkage=linkage, coarser=[(4, features, "euclidean")])
+    assert tree.lookup_at_k(2)[1:].tolist() in ([1, 2, 1, 2], [2, 1, 2, 1])
+    for k in range(2, 5):
+        assert _is_coarsening(tree.lookup_at_k(k), tree.lookup_at_k(k - 1))
+    assert np.all((tree.heights >= 0) & (tree.heights < 1)) and np.all(np.diff(tree.heights) <= 0)
+    assert tree.coarser[0][2] == "euclidean"
+    # the radius cuts are cuts of the same tree
+    for radius in np.linspace(0, 1, 11):
+        assert tree.lookup_at_radius(radius).tolist() in [tree.lookup_at_k(k).tolist() for k in range(1, 5)]
+
+
 def test_coarser_descriptors_are_checked():
     centroids = _ball_points(5)
-    with pytest.raises(ConfigError, match="shaped like the centroids"):
+    with pytest.raises(ConfigError, match="one row per fine cluster"):
         ClusterHierarchy.from_centroids(centroids, coarser=[(3, centroids[:4])])
+    with pytest.raises(ConfigError, match="outside the Poincaré ball"):
+        ClusterHierarchy.from_centroids(centroids, coarser=[(3, centroids * 10)])
+    with pytest.raises(ConfigError, match="geometry must be one of"):
+        ClusterHierarchy.from_centroids(centroids, coarser=[(3, centroids, "spherical")])
     with pytest.raises(ConfigError, match="decreasing k"):
         ClusterHierarchy.from_centroids(centroids, coarser=[(2, centroids), (3, centroids)])

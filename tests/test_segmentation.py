@@ -201,7 +201,7 @@ def test_hierarchy_scales_reach_the_tree(image):
     staged = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
     plain = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=()))
     np.testing.assert_array_equal(staged.fine_labels, plain.fine_labels)   # the same fine clusters ...
-    assert [k for k, _ in staged.hierarchy.coarser] == [3] and plain.hierarchy.coarser == []
+    assert [k for k, *_ in staged.hierarchy.coarser] == [3] and plain.hierarchy.coarser == []
     assert staged.with_linkage("centroid").hierarchy.coarser[0][0] == 3   # ... kept under another linkage
     with pytest.raises(ConfigError, match="hierarchy_scales"):
         run_to_completion(segment(trained, image, n_fine=6, device="cpu", hierarchy_scales=[(2, 1.0), (3, 1.0)]))

@@ -91,6 +91,14 @@ class HypsegConfig:
     neighbourhood of sigma voxels (segmentation.regional_descriptors) instead of by their centroids,
     so the top of the hierarchy follows what surrounds a region (an organelle joins the cell around
     it) and the bottom what the region is. () = one tree on the centroids alone."""
+    image_features: float = 0.0
+    """Weight of six hand-made image features (baselines.multiscale_features: smoothed intensity at
+    four scales, gradient magnitude, local standard deviation) clustered beside the standardised
+    latents: they shape the fine clusters and the tree's first merges, down to the first k of
+    hierarchy_scales; coarser levels are decided on the latents' wider context alone (brightness
+    there would put dark organelles outside their cell). Edges and brightness sharpen the fine
+    partition; the latents add the texture and context the features miss (docs/tuning.md, seventh
+    round). 0 = the latents alone."""
 
     @property
     def patch_size(self) -> int:
@@ -138,6 +146,8 @@ class HypsegConfig:
              f"latent_smoothing must be a number >= 0 (sigma in voxels; 0 = off), got {self.latent_smoothing!r}")
         need(_non_negative_number(self.texture_weight),
              f"texture_weight must be a number >= 0 (0 = off), got {self.texture_weight!r}")
+        need(_non_negative_number(self.image_features),
+             f"image_features must be a number >= 0 (0 = the latents alone), got {self.image_features!r}")
         scales = self.hierarchy_scales
         need(isinstance(scales, tuple) and all(
             isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], int) and not isinstance(pair[0], bool)
@@ -181,12 +191,13 @@ PRESETS: dict[str, HypsegConfig] = {
     # filters, 300 hidden units, K = 8 samples, batch 128, triplet margin 0.2 and weight 1e3.
     "paper": HypsegConfig(batch_size=128, steps=15000, learning_rate=5e-5, checkpoint_every=1000),
     # Good segmentations quickly on a CPU: a slimmer encoder, fewer samples, a larger learning rate,
-    # per-patch brightness jitter with the paper's triplet weight, and the texture target (weight 30):
-    # the best of the settings tried on the toy validation volumes (docs/tuning.md); 300 steps scored
-    # as well as 600.
+    # per-patch brightness jitter with the paper's triplet weight, the texture target (weight 30) and
+    # image features beside the latents for the fine clusters (weight 0.5): the best of the settings
+    # tried on the toy validation volumes (docs/tuning.md); 300 steps scored as well as 600.
     "fast": HypsegConfig(
         intensity_jitter=2.0,
         texture_weight=30.0,
+        image_features=0.5,
         latent_dim=3,
         encoder_channels=(16, 32, 32, 64),
         hidden=64,

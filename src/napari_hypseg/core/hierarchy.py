@@ -97,6 +97,21 @@ def _check_curvature(curvature) -> float:
     return float(curvature)
 
 
+def _checked_stage(entry, geometry: str, n_fine: int, curvature: float) -> tuple[int, np.ndarray, str]:
+    """One `coarser` entry of ClusterHierarchy.from_centroids as (k, descriptors, geometry), checked."""
+    k, points, *rest = entry
+    stage_geometry = rest[0] if rest else geometry
+    if stage_geometry not in GEOMETRIES:
+        raise ConfigError(f"a coarser stage's geometry must be one of {GEOMETRIES}, got {stage_geometry!r}")
+    points = np.array(points, dtype=np.float64)
+    if points.ndim != 2 or len(points) != n_fine or not np.isfinite(points).all():
+        raise ConfigError(f"coarser descriptors must be finite, one row per fine cluster ({n_fine}), "
+                          f"got shape {points.shape} for k = {k}")
+    if stage_geometry == "hyperbolic" and np.linalg.norm(points, axis=1).max() * math.sqrt(curvature) >= 1.0:
+        raise ConfigError(f"coarser descriptors for k = {k} lie outside the Poincaré ball of curvature {curvature:g}")
+    return int(k), points, stage_geometry
+
+
 @dataclass
 class ClusterHierarchy:
     """A binary tree over fine clusters 1..n_fine and its cuts.
@@ -115,7 +130,7 @@ class ClusterHierarchy:
     merges: np.ndarray
     heights: np.ndarray
     coarser: list = field(default_factory=list, repr=False)
-    """(k, descriptors) pairs the coarse merges used (see from_centroids); [] for a plain tree."""
+    """(k, descriptors, geometry) stages the merges used (see from_centroids); [] for a plain tree."""
     _lookups: list[np.ndarray] = field(repr=False, default_factory=list)
 
     @classmethod
@@ -125,10 +140,13 @@ class ClusterHierarchy:
 
         weights: the clusters' sizes (voxel counts); they weight the average, centroid and ward
         linkages and order the coarse ids. Uniform when None.
-        coarser: (k, descriptors) pairs, k decreasing, descriptors (n_fine, d) like the centroids:
-        the merges that make cuts of k clusters or fewer compare groups by these instead -- coarse
-        levels of the hierarchy decided on a wider context than fine ones (segmentation.segment
-        passes the latents averaged over growing neighbourhoods of each fine cluster).
+        coarser: (k, descriptors) or (k, descriptors, geometry) entries, k decreasing: once only k
+        groups are left (k = n_fine: from the start), the groups are compared by these (n_fine, d')
+        per-fine-cluster descriptors instead of the centroids -- e.g. coarse levels decided on a wider
+        context than fine ones (segmentation.segment passes the latents averaged over growing
+        neighbourhoods of each fine cluster). A descriptor's geometry (default: the tree's) says how
+        it is compared: "euclidean" descriptors may be any features, such as latents joined with
+        image features. Merge heights (and so radius cuts) always come from the centroids.
         """
         if geometry not in GEOMETRIES:
             raise ConfigError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
@@ -149,12 +167,8 @@ class ClusterHierarchy:
         weights = np.array(weights, dtype=np.float64)
         if weights.shape != (n,) or not np.isfinite(weights).all() or (weights < 0).any():
             raise ConfigError(f"weights must be {n} finite, non-negative numbers (one per fine cluster)")
-        coarser = [(int(k), np.array(points, dtype=np.float64)) for k, points in coarser]
-        for k, points in coarser:
-            if points.shape != centroids.shape or not np.isfinite(points).all():
-                raise ConfigError(f"coarser descriptors must be finite and shaped like the centroids {centroids.shape}, "
-                                  f"got {points.shape} for k = {k}")
-        if [k for k, _ in coarser] != sorted((k for k, _ in coarser), reverse=True):
+        coarser = [_checked_stage(entry, geometry, len(centroids), curvature) for entry in coarser]
+        if [k for k, *_ in coarser] != sorted((k for k, *_ in coarser), reverse=True):
             raise ConfigError("coarser descriptors must be ordered by decreasing k")
         merges, heights = _agglomerate(centroids, weights, geometry, curvature, linkage, coarser)
         tree = cls(centroids, weights, geometry, curvature, linkage, merges, heights, coarser)
@@ -270,25 +284,25 @@ class ClusterHierarchy:
 
 
 def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curvature: float, linkage: str,
-                 coarser: list[tuple[int, np.ndarray]] = ()):
+                 coarser: list[tuple[int, np.ndarray, str]] = ()):
     """Greedy agglomeration on a similarity (higher merges first): the LCA radius for hyperbolic;
     minus the distance, or minus Ward's merge cost, for Euclidean. Returns merges (n-1, 2) of node
     ids and heights.
 
-    `coarser`: (k, descriptors) pairs, k decreasing: once only k groups are left, the groups are
-    compared by these per-fine-cluster descriptors instead (points of the same space as the
-    centroids), e.g. the latents averaged over a wider neighbourhood (see ClusterHierarchy)."""
-    n, d = centroids.shape
+    `coarser`: (k, descriptors, geometry) stages, k decreasing: once only k groups are left, the
+    groups are compared by these per-fine-cluster descriptors, in their own geometry, instead of the
+    centroids (see ClusterHierarchy). Heights are always measured on the centroids."""
+    n = len(centroids)
     hyperbolic = geometry == "hyperbolic"
     # Weights relative to their mean (so Ward heights read as distances); a cluster without voxels
     # still needs a place in the tree, so it counts as nearly nothing rather than nothing.
     mean_weight = weights.mean() if weights.sum() > 0 else 1.0
     relative = np.maximum(weights / mean_weight, 1e-9)
 
-    def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if hyperbolic and linkage != "ward":
+    def similarity(a: np.ndarray, b: np.ndarray, ball: bool) -> np.ndarray:
+        if ball and linkage != "ward":
             return lca_radius(a, b, curvature=curvature)
-        if hyperbolic:
+        if ball:
             return -_poincare_distance(a, b, curvature)
         return -np.sqrt(((a - b) ** 2).sum(-1))
 
@@ -297,70 +311,74 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
         with Poincaré distances between Fréchet means a close approximation in the ball)."""
         return -(distance ** 2) * wa * wb / (wa + wb)
 
-    def group_centre(points: np.ndarray, leaves: list[int]) -> np.ndarray:
+    def group_centre(points: np.ndarray, leaves: list[int], ball: bool) -> np.ndarray:
         leaves = np.array(leaves)
-        if hyperbolic:
+        if len(leaves) == 1:
+            return points[leaves[0] - 1]
+        if ball:
             return frechet_mean(points[leaves - 1], relative[leaves - 1], curvature=curvature)
         return np.average(points[leaves - 1], axis=0, weights=relative[leaves - 1])
 
-    def leaf_similarities(points: np.ndarray) -> np.ndarray:
-        pairwise = similarity(points[:, None], points[None])
+    def symmetric_similarities(a: np.ndarray, ball: bool) -> np.ndarray:
+        pairwise = similarity(a[:, None], a[None], ball)
         return (pairwise + pairwise.T) / 2.0           # exact symmetry, so ties break the same way
 
-    def compare_groups(points: np.ndarray) -> None:
+    def compare_groups(points: np.ndarray, ball: bool) -> None:
         """Fill the similarity matrix among the active groups from the fine clusters' `points`."""
-        leaf = leaf_similarities(points)
         for node in active:
-            centre[node] = group_centre(points, members[node])
-        for i, a in enumerate(active):
-            for b in active[i + 1:]:
-                if linkage in ("single", "average"):
+            centre[node] = group_centre(points, members[node], ball)
+        nodes = np.array(active)
+        if linkage in ("single", "average"):
+            leaf = symmetric_similarities(points, ball)
+            values = np.empty((len(nodes), len(nodes)))
+            for i, a in enumerate(active):
+                for j, b in enumerate(active):
                     block = leaf[np.ix_(np.array(members[a]) - 1, np.array(members[b]) - 1)]
                     if linkage == "single":
-                        value = block.max()
+                        values[i, j] = block.max()
                     else:
                         wa, wb = relative[np.array(members[a]) - 1], relative[np.array(members[b]) - 1]
-                        value = float(wa @ block @ wb / (wa.sum() * wb.sum()))
-                else:
-                    value = similarity(centre[a], centre[b])
-                    if linkage == "ward":
-                        value = ward_cost(value, weight[a], weight[b])
-                similarity_matrix[a, b] = similarity_matrix[b, a] = value
+                        values[i, j] = float(wa @ block @ wb / (wa.sum() * wb.sum()))
+        else:
+            values = symmetric_similarities(np.array([centre[node] for node in active]), ball)
+            if linkage == "ward":
+                values = ward_cost(values, weight[nodes][:, None], weight[nodes][None])
+        np.fill_diagonal(values, -np.inf)
+        similarity_matrix[np.ix_(nodes, nodes)] = values
 
     similarity_matrix = np.full((2 * n, 2 * n), -np.inf)
     weight = np.zeros(2 * n)
     weight[1:n + 1] = relative
-    centre = np.zeros((2 * n, d))
-    centre[1:n + 1] = centroids
-    pairwise = leaf_similarities(centroids)
-    if linkage == "ward":
-        pairwise = ward_cost(pairwise, relative[:, None], relative[None])
-    similarity_matrix[1:n + 1, 1:n + 1] = pairwise
-    np.fill_diagonal(similarity_matrix, -np.inf)
     members: dict[int, list[int]] = {leaf: [leaf] for leaf in range(1, n + 1)}
     active = list(range(1, n + 1))
-    points = centroids
-    stages = list(coarser)   # checked and converted by ClusterHierarchy.from_centroids
+    centre: dict[int, np.ndarray] = {}
+    stages = [(n, centroids, geometry)] + list(coarser)   # checked by ClusterHierarchy.from_centroids
     merges, heights = [], []
     for m in range(n - 1):
         while stages and len(active) <= stages[0][0]:
-            points = stages.pop(0)[1]
-            compare_groups(points)
+            _, points, stage_geometry = stages.pop(0)
+            ball = stage_geometry == "hyperbolic"
+            compare_groups(points, ball)
         sub = similarity_matrix[np.ix_(active, active)]
         i, j = divmod(int(np.argmax(sub)), len(active))
         a, b = sorted((active[i], active[j]))
         node = n + 1 + m
+        members[node] = members[a] + members[b]
         merges.append((a, b))
-        heights.append(lca_radius(centre[a], centre[b], curvature=curvature) if hyperbolic and linkage == "ward"
-                       else sub[i, j])
-        members[node] = members.pop(a) + members.pop(b)
+        if points is centroids and not (hyperbolic and linkage == "ward"):
+            heights.append(sub[i, j])
+        else:   # measured on the centroids, whatever the stage compared
+            centre_a, centre_b = (group_centre(centroids, members[x], hyperbolic) for x in (a, b))
+            if hyperbolic:   # the LCA of the groups' Fréchet means: a depth in the ball
+                heights.append(float(lca_radius(centre_a, centre_b, curvature=curvature)))
+            else:
+                distance = -float(np.linalg.norm(centre_a - centre_b))
+                heights.append(float(ward_cost(distance, weight[a], weight[b])) if linkage == "ward" else distance)
+        del members[a], members[b]
         active = [x for x in active if x not in (a, b)]
         wa, wb = weight[a], weight[b]
         weight[node] = wa + wb
-        if hyperbolic:
-            centre[node] = group_centre(points, members[node])
-        else:
-            centre[node] = (wa * centre[a] + wb * centre[b]) / (wa + wb)
+        centre[node] = group_centre(points, members[node], ball)
         if active:
             others = np.array(active)
             to_a, to_b = similarity_matrix[a, others], similarity_matrix[b, others]
@@ -369,12 +387,10 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
             elif linkage == "average":
                 row = (wa * to_a + wb * to_b) / (wa + wb)
             elif linkage == "centroid":
-                row = similarity(centre[node][None], centre[others])
-            elif hyperbolic:  # ward in the ball, from the Fréchet means
-                row = ward_cost(similarity(centre[node][None], centre[others]), weight[node], weight[others])
-            else:  # ward: the Lance-Williams update of the merge costs
-                wk = weight[others]
-                row = ((wa + wk) * to_a + (wb + wk) * to_b - wk * similarity_matrix[a, b]) / (wa + wb + wk)
+                row = similarity(centre[node][None], np.array([centre[o] for o in active]), ball)
+            else:  # ward, from the groups' means (Fréchet means in the ball)
+                row = ward_cost(similarity(centre[node][None], np.array([centre[o] for o in active]), ball),
+                                weight[node], weight[others])
             similarity_matrix[node, others] = similarity_matrix[others, node] = row
         active.append(node)
     heights = np.array(heights, dtype=np.float64)

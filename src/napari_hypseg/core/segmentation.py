@@ -202,6 +202,32 @@ def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, fine_coun
     return [manifold.expmap0(torch.from_numpy(m), curvature=curvature).numpy() for m in means]
 
 
+def joint_features(latents: np.ndarray, image: np.ndarray, weight: float, *, geometry: str = "hyperbolic",
+                   curvature: float = 1.0, slab_voxels: int = CHUNK_VOXELS) -> np.ndarray:
+    """(Z, Y, X, d + 6) float32: each voxel's latent (in the tangent space at the origin for a
+    hyperbolic field) standardised per channel, beside the six standardised hand-made features of
+    baselines.multiscale_features times `weight` -- what the fine clusters are found in when the
+    configuration's image_features is on (see HypsegConfig). 4 (d + 6) bytes per voxel."""
+    import torch
+
+    from . import manifold
+    from .baselines import multiscale_features
+
+    d = latents.shape[-1]
+    joint = np.empty(latents.shape[:3] + (d + 6,), dtype=np.float32)
+    rows = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
+    for start in range(0, latents.shape[0], rows):
+        slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
+        if geometry == "hyperbolic":
+            slab = manifold.logmap0(slab, curvature=curvature)
+        joint[start:start + rows, ..., :d] = slab.numpy()
+    flat = joint[..., :d].reshape(-1, d)
+    mean, spread = flat.mean(0, dtype=np.float64), flat.std(0, dtype=np.float64)
+    joint[..., :d] = (joint[..., :d] - mean.astype(np.float32)) / (spread.astype(np.float32) + np.float32(1e-8))
+    joint[..., d:] = multiscale_features(image).reshape(joint.shape[:3] + (6,)) * np.float32(weight)
+    return joint
+
+
 def clustering_field(trained, image, *, context: int | None = None, device="cpu", tile: int = 64,
                      stop: threading.Event | None = None, latents_out: str | Path | None = None,
                      latent_smoothing: float | None = None, precision: str = "auto"
@@ -224,11 +250,13 @@ def clustering_field(trained, image, *, context: int | None = None, device="cpu"
     return smooth_latent_field(latents, smoothing, geometry=config.geometry, curvature=float(config.curvature))
 
 
-def kmeans_for(config, n_clusters: int, *, seed: int = 0, device="cpu", max_fit_samples: int = 200_000):
-    """The k-means of the model's geometry: PoincareKMeans in the ball, EuclideanKMeans otherwise."""
+def kmeans_for(config, n_clusters: int, *, seed: int = 0, device="cpu", max_fit_samples: int = 200_000,
+               geometry: str | None = None):
+    """The k-means of the model's geometry (or of `geometry`): PoincareKMeans in the ball,
+    EuclideanKMeans otherwise."""
     from .kmeans import EuclideanKMeans, PoincareKMeans
 
-    if config.geometry == "hyperbolic":
+    if (geometry or config.geometry) == "hyperbolic":
         return PoincareKMeans(n_clusters, curvature=config.curvature, max_fit_samples=max_fit_samples,
                               random_state=seed, device=device)
     return EuclideanKMeans(n_clusters, max_fit_samples=max_fit_samples, random_state=seed)
@@ -237,8 +265,8 @@ def kmeans_for(config, n_clusters: int, *, seed: int = 0, device="cpu", max_fit_
 def segment(trained, image, *, n_fine: int = 16, context: int | None = None, device: str = "auto",
             tile: int = 64, stop: threading.Event | None = None, seed: int = 0,
             max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None,
-            latent_smoothing: float | None = None, precision: str = "auto", hierarchy_scales=None
-            ) -> Generator[Progress, None, Segmentation | None]:
+            latent_smoothing: float | None = None, precision: str = "auto", hierarchy_scales=None,
+            image_features: float | None = None) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
     Yields Progress for inference ("infer", per tile) then clustering ("cluster": the fit, then one
@@ -249,7 +277,9 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     (default: the model's `config.latent_smoothing`; 0 = off; see smooth_latent_field). The field
     kept in `latents_out` is the smoothed one. `hierarchy_scales`: (k, sigma) pairs deciding the coarse
     levels on wider context (default: the model's `config.hierarchy_scales`; () = a tree on the
-    centroids alone; see HypsegConfig). `precision` of the encoder's convolutions: "auto"
+    centroids alone; see HypsegConfig). `image_features`: weight of the hand-made image features
+    clustered beside the latents (default: the model's `config.image_features`; 0 = the latents
+    alone; see joint_features). `precision` of the encoder's convolutions: "auto"
     (bfloat16 where the hardware has it natively), "float32" or "bfloat16" (see device.inference_dtype).
     """
     from .device import resolve_device
@@ -263,8 +293,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     if linkage is not None and linkage not in LINKAGES[config.geometry]:
         raise ConfigError(f"linkage for a {config.geometry} model must be one of {LINKAGES[config.geometry]}, "
                           f"got {linkage!r}")
-    scales = config.with_overrides(hierarchy_scales=None if hierarchy_scales is None else
-                                   tuple(tuple(pair) for pair in hierarchy_scales)).hierarchy_scales
+    settings = config.with_overrides(hierarchy_scales=None if hierarchy_scales is None else
+                                     tuple(tuple(pair) for pair in hierarchy_scales), image_features=image_features)
     resolved = resolve_device(device)
     latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
                                           latents_out=latents_out, latent_smoothing=latent_smoothing,
@@ -272,10 +302,18 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     if latents is None:
         return None
     points = latents.reshape(-1, latents.shape[-1])
-    kmeans = kmeans_for(config, n_fine, seed=seed, device=resolved, max_fit_samples=max_fit_samples)
+    joint = None
+    if settings.image_features > 0:
+        joint = joint_features(latents, volume, settings.image_features, geometry=config.geometry,
+                               curvature=float(config.curvature))
+        kmeans = kmeans_for(config, n_fine, seed=seed, device=resolved, max_fit_samples=max_fit_samples,
+                            geometry="euclidean")
+    else:
+        kmeans = kmeans_for(config, n_fine, seed=seed, device=resolved, max_fit_samples=max_fit_samples)
+    clustered = points if joint is None else joint.reshape(-1, joint.shape[-1])
     n_chunks = -(-len(points) // kmeans.chunk_size)
     yield Progress("cluster", 0, n_chunks + 1, message=f"fitting {n_fine} clusters")
-    kmeans.fit(points)
+    kmeans.fit(clustered)
     yield Progress("cluster", 1, n_chunks + 1, message="labelling voxels")
     # Fine ids by size in the fit sample, largest first: deterministic and meaningful.
     sample_counts = np.bincount(kmeans.labels_, minlength=n_fine)
@@ -288,21 +326,27 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
         if stop is not None and stop.is_set():
             return None
         rows = slice(chunk * kmeans.chunk_size, (chunk + 1) * kmeans.chunk_size)
-        fine_labels[rows] = fine_id[kmeans.predict(points[rows])]
+        fine_labels[rows] = fine_id[kmeans.predict(clustered[rows])]
         fine_counts += np.bincount(fine_labels[rows], minlength=n_fine + 1)
         yield Progress("cluster", chunk + 2, n_chunks + 1, message="labelling voxels")
-    centroids = kmeans.cluster_centers_[order]
     fine_labels = fine_labels.reshape(volume.shape)
-    scales = [(k, sigma) for k, sigma in scales if k < n_fine]
+    scales = [(k, sigma) for k, sigma in settings.hierarchy_scales if k < n_fine]
+    if joint is None:
+        centroids = kmeans.cluster_centers_[order]
+        stages = []
+    else:   # merges start in the joint space; heights and the disk view use the latent means
+        centroids, *_ = regional_descriptors(latents, fine_labels, fine_counts, [0.0], geometry=config.geometry,
+                                             curvature=float(config.curvature))
+        stages = [(n_fine, kmeans.cluster_centers_[order], "euclidean")]
     descriptors = regional_descriptors(latents, fine_labels, fine_counts, [sigma for _, sigma in scales],
                                        geometry=config.geometry, curvature=float(config.curvature)) if scales else []
+    stages += [(k, descriptor, config.geometry) for (k, _), descriptor in zip(scales, descriptors)]
     hierarchy = ClusterHierarchy.from_centroids(centroids, geometry=config.geometry, curvature=config.curvature,
-                                                weights=fine_counts[1:], linkage=linkage,
-                                                coarser=[(k, d) for (k, _), d in zip(scales, descriptors)])
+                                                weights=fine_counts[1:], linkage=linkage, coarser=stages)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(kmeans.sample_indices_), min(SAMPLE_POINTS, len(kmeans.sample_indices_)),
                                 replace=False))
-    sample_points = np.asarray(points[kmeans.sample_indices_[chosen]], dtype=np.float32)
+    sample_points = np.asarray(points[kmeans.sample_indices_[chosen]], dtype=np.float32)   # latents, not features
     return Segmentation(
         fine_labels=fine_labels, hierarchy=hierarchy, centroids=centroids,
         fine_counts=fine_counts, sample_points=sample_points,

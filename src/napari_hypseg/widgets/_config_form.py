@@ -38,6 +38,7 @@ LABELS = {
     "texture_weight": "texture weight",
     "texture_descriptor": "texture target",
     "hierarchy_scales": "coarse-level context",
+    "image_features": "image features",
     "checkpoint_every": "checkpoint every",
 }
 
@@ -81,6 +82,9 @@ TOOLTIPS = {
                         "is down to k clusters it compares them by their latents averaged over sigma "
                         "voxels around them, so an organelle joins the cell around it. Empty = one tree "
                         "on the cluster centres.",
+    "image_features": "Weight of six hand-made image features (smoothed intensity at four scales, edges, "
+                      "local spread) clustered beside the latents for the fine clusters and the finest merges; "
+                      "coarse levels stay on the latents' wider context (0 = latents only).",
     "latent_smoothing": "Sigma (voxels) of a Gaussian that smooths the latent field before clustering "
                         "(0 = off).",
     "child_min": "Smallest side (voxels) of the child patches.",
