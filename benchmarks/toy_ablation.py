@@ -31,7 +31,8 @@ from napari_hypseg.core.baselines import BASELINES  # noqa: E402
 from napari_hypseg.core.config import get_preset  # noqa: E402
 from napari_hypseg.core.evaluation import LEVEL_K, score_levels  # noqa: E402
 from napari_hypseg.core.progress import run_to_completion  # noqa: E402
-from napari_hypseg.core.segmentation import clustering_field, kmeans_for, segment  # noqa: E402
+from napari_hypseg.core.latent_fields import clustering_field  # noqa: E402
+from napari_hypseg.core.segmentation import kmeans_for, segment  # noqa: E402
 from napari_hypseg.core.synthetic import LEVEL_CLASSES, make_toy_volume  # noqa: E402
 from napari_hypseg.core.training import train  # noqa: E402
 

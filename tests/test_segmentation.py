@@ -29,7 +29,8 @@ def image():
 @pytest.fixture(scope="module")
 def result(image):
     events = []
-    segmentation = run_to_completion(segment(_trained(image), image, n_fine=6, device="cpu", seed=1), events.append)
+    segmentation = run_to_completion(segment(_trained(image, image_features=0.0), image, n_fine=6, device="cpu", seed=1),
+                                     events.append)
     return segmentation, events
 
 
@@ -107,7 +108,7 @@ def test_other_linkages_reuse_the_fine_clusters(image, result):
 
 def test_deterministic_and_stoppable(image, result, tmp_path):
     segmentation, _ = result
-    trained = _trained(image)
+    trained = _trained(image, image_features=0.0)
     out = tmp_path / "latents.npy"
     again = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, latents_out=out))
     assert np.array_equal(again.fine_labels, segmentation.fine_labels)
@@ -119,7 +120,7 @@ def test_deterministic_and_stoppable(image, result, tmp_path):
 
 def test_euclidean_model_clusters_in_euclidean_space(image, tmp_path):
     field = tmp_path / "latents.npy"
-    segmentation = run_to_completion(segment(_trained(image, geometry="euclidean"), image, n_fine=5, device="cpu",
+    segmentation = run_to_completion(segment(_trained(image, geometry="euclidean", image_features=0.0), image, n_fine=5, device="cpu",
                                              latents_out=field))
     assert segmentation.geometry == "euclidean" and segmentation.hierarchy.geometry == "euclidean"
     assert segmentation.fine_labels.max() <= 5
@@ -143,7 +144,7 @@ def test_bad_arguments(image):
 
 @pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
 def test_latent_smoothing(geometry, tmp_path):
-    from napari_hypseg.core.segmentation import smooth_latent_field
+    from napari_hypseg.core.latent_fields import smooth_latent_field
 
     rng = np.random.default_rng(0)
     noisy = (rng.uniform(-0.3, 0.3, size=(12, 10, 8, 3))).astype(np.float32)
@@ -179,7 +180,7 @@ def test_regional_descriptors_average_each_clusters_surroundings():
     """Two clusters interleaved in the left half and one filling the right half: with no smoothing a
     cluster's descriptor is its own mean latent; with wide smoothing the two interleaved clusters
     share theirs, and it differs from the right half's."""
-    from napari_hypseg.core.segmentation import regional_descriptors
+    from napari_hypseg.core.latent_fields import regional_descriptors
 
     labels = np.ones((8, 8, 16), dtype=np.uint16)
     labels[:, :, :8] = 1 + (np.indices((8, 8, 8)).sum(0) % 2)
@@ -197,7 +198,7 @@ def test_regional_descriptors_average_each_clusters_surroundings():
 
 
 def test_hierarchy_scales_reach_the_tree(image):
-    trained = _trained(image)
+    trained = _trained(image, image_features=0.0)
     staged = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
     plain = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=()))
     np.testing.assert_array_equal(staged.fine_labels, plain.fine_labels)   # the same fine clusters ...
@@ -205,3 +206,57 @@ def test_hierarchy_scales_reach_the_tree(image):
     assert staged.with_linkage("centroid").hierarchy.coarser[0][0] == 3   # ... kept under another linkage
     with pytest.raises(ConfigError, match="hierarchy_scales"):
         run_to_completion(segment(trained, image, n_fine=6, device="cpu", hierarchy_scales=[(2, 1.0), (3, 1.0)]))
+
+
+def test_image_features_shape_the_fine_clusters_and_the_first_merges(image):
+    """With image features on (the fast preset), every voxel lies in the fine cluster whose centre is
+    nearest in the joint (latents + features) space, the tree starts there, and its coarser stage,
+    its heights and the centroids stay in the ball."""
+    from napari_hypseg.core.latent_fields import clustering_field, joint_features
+
+    trained = _trained(image)
+    assert trained.config.image_features == 0.5
+    joint = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
+    alone = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)],
+                                      image_features=0))
+    assert [(k, geometry) for k, _, geometry in joint.hierarchy.coarser] == [(6, "euclidean"), (3, "hyperbolic")]
+    assert [(k, geometry) for k, _, geometry in alone.hierarchy.coarser] == [(3, "hyperbolic")]
+    assert not np.array_equal(joint.fine_labels, alone.fine_labels)
+    again = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
+    assert np.array_equal(again.fine_labels, joint.fine_labels)
+    assert np.array_equal(again.hierarchy.merges, joint.hierarchy.merges)
+    features = joint_features(run_to_completion(clustering_field(trained, image)), image, 0.5).reshape(-1, 9)
+    centres = joint.hierarchy.coarser[0][1]
+    nearest = ((features[:, None] - centres[None]) ** 2).sum(-1).argmin(1) + 1
+    assert np.mean(nearest == joint.fine_labels.ravel()) > 0.999
+    assert np.all(np.linalg.norm(joint.centroids, axis=1) < 1.0) and np.all(np.abs(joint.sample_points) < 1.0)
+    assert np.all((joint.hierarchy.heights >= 0) & (joint.hierarchy.heights < 1.0))
+    with pytest.raises(ConfigError, match="image_features must be a number >= 0"):
+        run_to_completion(segment(trained, image, n_fine=6, device="cpu", image_features=-1.0))
+
+
+def test_joint_features_in_slabs_equal_the_whole_volume(image):
+    """The hand-made columns computed slab by slab (with their margin) equal the whole volume's,
+    and every channel comes out standardised, the image ones times the weight."""
+    from napari_hypseg.core.baselines import multiscale_columns
+    from napari_hypseg.core.latent_fields import joint_features
+
+    rng = np.random.default_rng(0)
+    latents = (rng.uniform(-0.5, 0.5, image.shape + (3,)) / 2).astype(np.float32)
+    whole = joint_features(latents, image, 2.0, geometry="euclidean", slab_voxels=10**9)
+    slabs = joint_features(latents, image, 2.0, geometry="euclidean", slab_voxels=image.shape[1] * image.shape[2])
+    np.testing.assert_allclose(slabs, whole, atol=1e-5)
+    flat = whole.reshape(-1, 9)
+    np.testing.assert_allclose(flat.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(flat.std(0), [1, 1, 1] + [2] * 6, rtol=1e-3)
+    columns = multiscale_columns(image).reshape(-1, 6)
+    np.testing.assert_allclose(flat[:, 3:] / 2, (columns - columns.mean(0)) / columns.std(0), atol=1e-4)
+
+
+def test_a_memory_mapped_run_with_image_features_leaves_only_its_latents(image, tmp_path):
+    trained = _trained(image)
+    in_memory = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1))
+    mapped = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1,
+                                       latents_out=tmp_path / "latents.npy"))
+    assert np.array_equal(mapped.fine_labels, in_memory.fine_labels)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latents.npy"]

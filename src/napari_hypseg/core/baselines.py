@@ -33,17 +33,29 @@ def smoothed_features(image: np.ndarray, sigma: float = 1.5) -> np.ndarray:
     return ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), sigma).reshape(-1, 1)
 
 
-def multiscale_features(image: np.ndarray, sigmas=(0.5, 1.0, 2.0, 4.0), window: int = 5) -> np.ndarray:
-    """Six standardised columns: Gaussian-smoothed intensity at four scales, gradient magnitude at
-    sigma 1 and the local standard deviation in a window^3 neighbourhood."""
+MULTISCALE_SIGMAS = (0.5, 1.0, 2.0, 4.0)
+MULTISCALE_WINDOW = 5
+MULTISCALE_HALO = int(4 * max(MULTISCALE_SIGMAS) + 0.5) + 1
+"""Voxels of context the multi-scale columns of a slab need on each side (scipy's Gaussians reach
+4 sigma), so columns computed slab by slab equal those of the whole volume."""
+
+
+def multiscale_columns(image: np.ndarray) -> np.ndarray:
+    """(Z, Y, X, 6) float32, not standardised: Gaussian-smoothed intensity at four scales, gradient
+    magnitude at sigma 1 and the local standard deviation in a 5^3 neighbourhood."""
     from scipy import ndimage
 
     image = np.asarray(image, dtype=np.float32)
-    columns = [ndimage.gaussian_filter(image, s) for s in sigmas]
+    columns = [ndimage.gaussian_filter(image, s) for s in MULTISCALE_SIGMAS]
     columns.append(ndimage.gaussian_gradient_magnitude(image, 1.0))
-    mean = ndimage.uniform_filter(image, window)
-    columns.append(np.sqrt(np.maximum(ndimage.uniform_filter(image * image, window) - mean * mean, 0)))
-    return _standardise(np.stack([c.reshape(-1) for c in columns], axis=1))
+    mean = ndimage.uniform_filter(image, MULTISCALE_WINDOW)
+    columns.append(np.sqrt(np.maximum(ndimage.uniform_filter(image * image, MULTISCALE_WINDOW) - mean * mean, 0)))
+    return np.stack(columns, axis=-1)
+
+
+def multiscale_features(image: np.ndarray) -> np.ndarray:
+    """The six multi-scale columns as standardised (voxels, 6) rows."""
+    return _standardise(multiscale_columns(image).reshape(-1, 6))
 
 
 def kmeans_raw(image: np.ndarray, k: int, seed: int = 0) -> np.ndarray:

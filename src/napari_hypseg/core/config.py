@@ -88,7 +88,7 @@ class HypsegConfig:
     hierarchy_scales: tuple[tuple[int, float], ...] = ((8, 2.0), (4, 6.0))
     """Coarse levels on coarse context: (k, sigma) pairs, k decreasing. Once the tree over the fine
     clusters is down to k groups, it compares groups by their latents averaged over a Gaussian
-    neighbourhood of sigma voxels (segmentation.regional_descriptors) instead of by their centroids,
+    neighbourhood of sigma voxels (latent_fields.regional_descriptors) instead of by their centroids,
     so the top of the hierarchy follows what surrounds a region (an organelle joins the cell around
     it) and the bottom what the region is. () = one tree on the centroids alone."""
     image_features: float = 0.0

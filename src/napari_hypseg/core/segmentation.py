@@ -1,15 +1,19 @@
 """Volume + trained model -> fine clusters -> a hierarchy of coarser segmentations (method.md §7).
 
 `segment` computes every voxel's latent point (inference.latent_field), smooths that field spatially
-(a Gaussian of `config.latent_smoothing` voxels, see smooth_latent_field), clusters a sample of them
-finely with k-means in the model's geometry (Poincaré ball or Euclidean), labels every voxel by its
-nearest centroid, and builds the ClusterHierarchy over the fine clusters. A `Segmentation` then
+(a Gaussian of `config.latent_smoothing` voxels; latent_fields.py), clusters a sample of them
+finely with k-means in the model's geometry (Poincaré ball or Euclidean; or beside image features in
+a joint Euclidean space, `config.image_features`), labels every voxel by its nearest centre, and
+builds the ClusterHierarchy over the fine clusters. A `Segmentation` then
 answers any level -- k clusters or a ball radius -- with one table lookup per voxel.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import tempfile
 import threading
 import weakref
 from collections.abc import Generator
@@ -21,6 +25,7 @@ import numpy as np
 
 from .errors import ConfigError, VolumeError
 from .hierarchy import LINKAGES, ClusterHierarchy
+from .latent_fields import clustering_field, joint_features, regional_descriptors
 from .lookup import CHUNK_VOXELS, apply_lookup
 from .progress import Progress
 from .volume_io import as_volume_array
@@ -125,131 +130,6 @@ class Segmentation:
         return sums
 
 
-def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "hyperbolic",
-                        curvature: float = 1.0, slab_voxels: int = CHUNK_VOXELS) -> np.ndarray:
-    """Gaussian-smooth a (Z, Y, X, d) latent field in place (sigma in voxels; 0 = unchanged).
-
-    Hyperbolic fields are smoothed in the tangent space at the origin (log_0, filter, exp_0), so the
-    result stays in the ball; Euclidean ones directly. Memory-safe for a memmapped field: the maps
-    run over slabs of Z, the filter over one channel at a time (one (Z, Y, X) float32 array in RAM).
-    """
-    import torch
-    from scipy import ndimage
-
-    from . import manifold
-
-    sigma = float(sigma)
-    if sigma <= 0:
-        return latents
-    hyperbolic = geometry == "hyperbolic"
-    rows = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
-
-    def remap(fn):
-        for start in range(0, latents.shape[0], rows):
-            slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
-            latents[start:start + rows] = fn(slab, curvature=curvature).numpy()
-
-    if hyperbolic:
-        remap(manifold.logmap0)
-    for channel in range(latents.shape[-1]):
-        values = np.ascontiguousarray(latents[..., channel])     # filtered in place: one (Z, Y, X) array
-        latents[..., channel] = ndimage.gaussian_filter(values, sigma, mode="nearest", output=values)
-    if hyperbolic:
-        remap(manifold.expmap0)
-    if isinstance(latents, np.memmap):
-        latents.flush()
-    return latents
-
-
-def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, fine_counts: np.ndarray, sigmas, *,
-                         geometry: str = "hyperbolic", curvature: float = 1.0,
-                         slab_voxels: int = CHUNK_VOXELS) -> list[np.ndarray]:
-    """For each sigma, every fine cluster's latents averaged over a Gaussian neighbourhood of sigma
-    voxels around its voxels: (n_fine, d) points (of the ball, for a hyperbolic field) per sigma.
-    `fine_counts`: voxels per fine id (index 0 unused), as Segmentation.fine_counts.
-
-    They describe what surrounds a cluster, not only what it is: two clusters of one object, or an
-    organelle and the cell around it, share their surroundings even where their own latents differ,
-    which is what coarse levels of the hierarchy should be decided on. Averages are taken in the
-    tangent space at the origin; one channel of the field is held in RAM at a time.
-    """
-    import torch
-    from scipy import ndimage
-
-    from . import manifold
-
-    hyperbolic = geometry == "hyperbolic"
-    rows = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
-    n_fine = len(fine_counts) - 1
-    counts = np.maximum(np.asarray(fine_counts)[1:], 1)
-    sums = np.zeros((len(sigmas), n_fine, latents.shape[-1]))
-    for channel in range(latents.shape[-1]):
-        tangent = np.empty(latents.shape[:3], dtype=np.float32)
-        for start in range(0, latents.shape[0], rows):
-            slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
-            if hyperbolic:
-                slab = manifold.logmap0(slab, curvature=curvature)
-            tangent[start:start + rows] = slab[..., channel].numpy()
-        for index, sigma in enumerate(sigmas):
-            smoothed = ndimage.gaussian_filter(tangent, float(sigma), mode="nearest") if sigma > 0 else tangent
-            for start in range(0, latents.shape[0], rows):
-                sums[index, :, channel] += np.bincount(fine_labels[start:start + rows].reshape(-1),
-                                                       weights=smoothed[start:start + rows].reshape(-1),
-                                                       minlength=n_fine + 1)[1:]
-    means = sums / counts[None, :, None]
-    if not hyperbolic:
-        return list(means)
-    return [manifold.expmap0(torch.from_numpy(m), curvature=curvature).numpy() for m in means]
-
-
-def joint_features(latents: np.ndarray, image: np.ndarray, weight: float, *, geometry: str = "hyperbolic",
-                   curvature: float = 1.0, slab_voxels: int = CHUNK_VOXELS) -> np.ndarray:
-    """(Z, Y, X, d + 6) float32: each voxel's latent (in the tangent space at the origin for a
-    hyperbolic field) standardised per channel, beside the six standardised hand-made features of
-    baselines.multiscale_features times `weight` -- what the fine clusters are found in when the
-    configuration's image_features is on (see HypsegConfig). 4 (d + 6) bytes per voxel."""
-    import torch
-
-    from . import manifold
-    from .baselines import multiscale_features
-
-    d = latents.shape[-1]
-    joint = np.empty(latents.shape[:3] + (d + 6,), dtype=np.float32)
-    rows = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
-    for start in range(0, latents.shape[0], rows):
-        slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
-        if geometry == "hyperbolic":
-            slab = manifold.logmap0(slab, curvature=curvature)
-        joint[start:start + rows, ..., :d] = slab.numpy()
-    flat = joint[..., :d].reshape(-1, d)
-    mean, spread = flat.mean(0, dtype=np.float64), flat.std(0, dtype=np.float64)
-    joint[..., :d] = (joint[..., :d] - mean.astype(np.float32)) / (spread.astype(np.float32) + np.float32(1e-8))
-    joint[..., d:] = multiscale_features(image).reshape(joint.shape[:3] + (6,)) * np.float32(weight)
-    return joint
-
-
-def clustering_field(trained, image, *, context: int | None = None, device="cpu", tile: int = 64,
-                     stop: threading.Event | None = None, latents_out: str | Path | None = None,
-                     latent_smoothing: float | None = None, precision: str = "auto"
-                     ) -> Generator[Progress, None, np.ndarray | None]:
-    """The latent field that is clustered: dense inference of `image` (a checked volume array), then
-    the model's spatial smoothing (or `latent_smoothing`, checked by the configuration).
-
-    Yields inference Progress; returns the (Z, Y, X, d) field, or None if `stop` was set.
-    """
-    from .inference import latent_field
-
-    config = trained.config
-    smoothing = config.with_overrides(latent_smoothing=latent_smoothing).latent_smoothing
-    latents = yield from latent_field(trained.model, image, trained.stats, context=context, tile=tile,
-                                      device=device, out=latents_out, stop=stop, precision=precision)
-    if latents is None or smoothing <= 0:
-        return latents
-    if not latents.flags.writeable:
-        latents = np.array(latents)
-    return smooth_latent_field(latents, smoothing, geometry=config.geometry, curvature=float(config.curvature))
-
-
 def kmeans_for(config, n_clusters: int, *, seed: int = 0, device="cpu", max_fit_samples: int = 200_000,
                geometry: str | None = None):
     """The k-means of the model's geometry (or of `geometry`): PoincareKMeans in the ball,
@@ -303,13 +183,25 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
         return None
     points = latents.reshape(-1, latents.shape[-1])
     joint = None
-    if settings.image_features > 0:
-        joint = joint_features(latents, volume, settings.image_features, geometry=config.geometry,
-                               curvature=float(config.curvature))
-        kmeans = kmeans_for(config, n_fine, seed=seed, device=resolved, max_fit_samples=max_fit_samples,
-                            geometry="euclidean")
-    else:
-        kmeans = kmeans_for(config, n_fine, seed=seed, device=resolved, max_fit_samples=max_fit_samples)
+    with contextlib.ExitStack() as cleanup:
+        if settings.image_features > 0:
+            # Beside a memory-mapped latent field, the joint field is memory-mapped too (and removed after).
+            out = None if latents_out is None else cleanup.enter_context(
+                _scratch_array(Path(latents_out).parent, latents.shape[:3] + (latents.shape[-1] + 6,)))
+            joint = joint_features(latents, volume, settings.image_features, geometry=config.geometry,
+                                   curvature=float(config.curvature), out=out)
+        result = yield from _cluster_and_tree(trained, latents, points, joint, volume.shape, n_fine, settings,
+                                              linkage=linkage, seed=seed, device=resolved,
+                                              max_fit_samples=max_fit_samples, stop=stop, context=context)
+    return result
+
+
+def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, *, linkage, seed, device,
+                      max_fit_samples, stop, context) -> Generator[Progress, None, Segmentation | None]:
+    """The fine clusters (in the ball, or in the joint space when `joint` is given) and the tree."""
+    config = trained.config
+    kmeans = kmeans_for(config, n_fine, seed=seed, device=device, max_fit_samples=max_fit_samples,
+                        geometry=None if joint is None else "euclidean")
     clustered = points if joint is None else joint.reshape(-1, joint.shape[-1])
     n_chunks = -(-len(points) // kmeans.chunk_size)
     yield Progress("cluster", 0, n_chunks + 1, message=f"fitting {n_fine} clusters")
@@ -329,7 +221,7 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
         fine_labels[rows] = fine_id[kmeans.predict(clustered[rows])]
         fine_counts += np.bincount(fine_labels[rows], minlength=n_fine + 1)
         yield Progress("cluster", chunk + 2, n_chunks + 1, message="labelling voxels")
-    fine_labels = fine_labels.reshape(volume.shape)
+    fine_labels = fine_labels.reshape(shape)
     scales = [(k, sigma) for k, sigma in settings.hierarchy_scales if k < n_fine]
     if joint is None:
         centroids = kmeans.cluster_centers_[order]
@@ -352,3 +244,17 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
         fine_counts=fine_counts, sample_points=sample_points,
         sample_labels=fine_id[kmeans.labels_[chosen]].astype(np.int64), geometry=config.geometry,
         curvature=float(config.curvature), context=config.context if context is None else int(context))
+
+
+@contextlib.contextmanager
+def _scratch_array(folder: Path, shape: tuple[int, ...]):
+    """A float32 memory-mapped array in a temporary file of `folder`, deleted on exit."""
+    handle, name = tempfile.mkstemp(prefix=".hypseg-", suffix=".npy", dir=folder)
+    os.close(handle)
+    try:
+        array = np.lib.format.open_memmap(name, mode="w+", dtype=np.float32, shape=shape)
+        yield array
+        del array
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)

@@ -1,0 +1,167 @@
+"""Fields over the volume that the clustering works on: the latent field (dense inference, then a
+Gaussian smoothing in the tangent space at the origin), each fine cluster's latents averaged over
+wider neighbourhoods (the coarse stages of the tree), and the latents joined with hand-made image
+features (the fine clusters when image_features is on). segmentation.segment puts them together.
+
+All of them run in slabs of Z, so a memory-mapped field of a large tomogram is never held whole.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Generator
+from pathlib import Path
+
+import numpy as np
+
+from .lookup import CHUNK_VOXELS
+from .progress import Progress
+
+
+def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "hyperbolic",
+                        curvature: float = 1.0, slab_voxels: int = CHUNK_VOXELS) -> np.ndarray:
+    """Gaussian-smooth a (Z, Y, X, d) latent field in place (sigma in voxels; 0 = unchanged).
+
+    Hyperbolic fields are smoothed in the tangent space at the origin (log_0, filter, exp_0), so the
+    result stays in the ball; Euclidean ones directly. Memory-safe for a memmapped field: the maps
+    run over slabs of Z, the filter over one channel at a time (one (Z, Y, X) float32 array in RAM).
+    """
+    import torch
+    from scipy import ndimage
+
+    from . import manifold
+
+    sigma = float(sigma)
+    if sigma <= 0:
+        return latents
+    hyperbolic = geometry == "hyperbolic"
+    rows = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
+
+    def remap(fn):
+        for start in range(0, latents.shape[0], rows):
+            slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
+            latents[start:start + rows] = fn(slab, curvature=curvature).numpy()
+
+    if hyperbolic:
+        remap(manifold.logmap0)
+    for channel in range(latents.shape[-1]):
+        values = np.ascontiguousarray(latents[..., channel])     # filtered in place: one (Z, Y, X) array
+        latents[..., channel] = ndimage.gaussian_filter(values, sigma, mode="nearest", output=values)
+    if hyperbolic:
+        remap(manifold.expmap0)
+    if isinstance(latents, np.memmap):
+        latents.flush()
+    return latents
+
+
+def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, fine_counts: np.ndarray, sigmas, *,
+                         geometry: str = "hyperbolic", curvature: float = 1.0,
+                         slab_voxels: int = CHUNK_VOXELS) -> list[np.ndarray]:
+    """For each sigma, every fine cluster's latents averaged over a Gaussian neighbourhood of sigma
+    voxels around its voxels: (n_fine, d) points (of the ball, for a hyperbolic field) per sigma.
+    `fine_counts`: voxels per fine id (index 0 unused), as Segmentation.fine_counts.
+
+    They describe what surrounds a cluster, not only what it is: two clusters of one object, or an
+    organelle and the cell around it, share their surroundings even where their own latents differ,
+    which is what coarse levels of the hierarchy should be decided on. Averages are taken in the
+    tangent space at the origin; one channel of the field is held in RAM at a time.
+    """
+    import torch
+    from scipy import ndimage
+
+    from . import manifold
+
+    hyperbolic = geometry == "hyperbolic"
+    rows = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
+    n_fine = len(fine_counts) - 1
+    counts = np.maximum(np.asarray(fine_counts)[1:], 1)
+    sums = np.zeros((len(sigmas), n_fine, latents.shape[-1]))
+    for channel in range(latents.shape[-1]):
+        tangent = np.empty(latents.shape[:3], dtype=np.float32)
+        for start in range(0, latents.shape[0], rows):
+            slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
+            if hyperbolic:
+                slab = manifold.logmap0(slab, curvature=curvature)
+            tangent[start:start + rows] = slab[..., channel].numpy()
+        for index, sigma in enumerate(sigmas):
+            smoothed = ndimage.gaussian_filter(tangent, float(sigma), mode="nearest") if sigma > 0 else tangent
+            for start in range(0, latents.shape[0], rows):
+                sums[index, :, channel] += np.bincount(fine_labels[start:start + rows].reshape(-1),
+                                                       weights=smoothed[start:start + rows].reshape(-1),
+                                                       minlength=n_fine + 1)[1:]
+    means = sums / counts[None, :, None]
+    if not hyperbolic:
+        return list(means)
+    return [manifold.expmap0(torch.from_numpy(m), curvature=curvature).numpy() for m in means]
+
+
+def joint_features(latents: np.ndarray, image: np.ndarray, weight: float, *, geometry: str = "hyperbolic",
+                   curvature: float = 1.0, out: np.ndarray | None = None,
+                   slab_voxels: int = CHUNK_VOXELS) -> np.ndarray:
+    """(Z, Y, X, d + 6) float32: each voxel's latent (in the tangent space at the origin for a
+    hyperbolic field) beside the six hand-made columns of baselines.multiscale_columns, every channel
+    standardised over the volume and the hand-made ones times `weight` -- what the fine clusters are
+    found in when the configuration's image_features is on (see HypsegConfig).
+
+    4 (d + 6) bytes per voxel, written into `out` when given (e.g. a memory-mapped array); the
+    columns are computed in slabs of Z with enough margin to equal those of the whole volume, so
+    only a slab of the image's filters is in RAM at a time.
+    """
+    import torch
+
+    from . import manifold
+    from .baselines import MULTISCALE_HALO, multiscale_columns
+
+    d = latents.shape[-1]
+    shape = latents.shape[:3]
+    joint = np.empty(shape + (d + 6,), dtype=np.float32) if out is None else out
+    plane = max(1, math.prod(shape[1:]))
+    rows = max(1, slab_voxels // plane)
+    for start in range(0, shape[0], rows):
+        slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
+        if geometry == "hyperbolic":
+            slab = manifold.logmap0(slab, curvature=curvature)
+        joint[start:start + rows, ..., :d] = slab.numpy()
+    feature_rows = max(rows, 2 * MULTISCALE_HALO)
+    for start in range(0, shape[0], feature_rows):
+        low, high = max(0, start - MULTISCALE_HALO), min(shape[0], start + feature_rows + MULTISCALE_HALO)
+        columns = multiscale_columns(np.asarray(image[low:high], dtype=np.float32))
+        joint[start:start + feature_rows, ..., d:] = columns[start - low:start - low + feature_rows]
+    sums = np.zeros(d + 6)
+    squares = np.zeros(d + 6)
+    for start in range(0, shape[0], rows):
+        block = joint[start:start + rows].reshape(-1, d + 6).astype(np.float64)
+        sums += block.sum(0)
+        squares += (block * block).sum(0)
+    count = math.prod(shape)
+    mean = sums / count
+    spread = np.sqrt(np.maximum(squares / count - mean * mean, 0.0)) + 1e-8
+    scale = np.concatenate([np.ones(d), np.full(6, float(weight))]) / spread
+    for start in range(0, shape[0], rows):
+        joint[start:start + rows] = ((joint[start:start + rows] - mean) * scale).astype(np.float32)
+    if isinstance(joint, np.memmap):
+        joint.flush()
+    return joint
+
+
+def clustering_field(trained, image, *, context: int | None = None, device="cpu", tile: int = 64,
+                     stop: threading.Event | None = None, latents_out: str | Path | None = None,
+                     latent_smoothing: float | None = None, precision: str = "auto"
+                     ) -> Generator[Progress, None, np.ndarray | None]:
+    """The latent field that is clustered: dense inference of `image` (a checked volume array), then
+    the model's spatial smoothing (or `latent_smoothing`, checked by the configuration).
+
+    Yields inference Progress; returns the (Z, Y, X, d) field, or None if `stop` was set.
+    """
+    from .inference import latent_field
+
+    config = trained.config
+    smoothing = config.with_overrides(latent_smoothing=latent_smoothing).latent_smoothing
+    latents = yield from latent_field(trained.model, image, trained.stats, context=context, tile=tile,
+                                      device=device, out=latents_out, stop=stop, precision=precision)
+    if latents is None or smoothing <= 0:
+        return latents
+    if not latents.flags.writeable:
+        latents = np.array(latents)
+    return smooth_latent_field(latents, smoothing, geometry=config.geometry, curvature=float(config.curvature))
