@@ -73,6 +73,7 @@ def test_two_processes_train_the_model_one_process_trains_from_both_batches(volu
     assert_close_weights(trained.model.state_dict(), single_process_weights(volumes, trained.config, 3))
 
 
+@pytest.mark.slow   # three torchrun launches
 def test_ctrl_c_stops_every_process_after_one_step_and_resume_continues(volumes, tmp_path, one_thread):
     out = tmp_path / "model.pt"
     process = torchrun(volumes, out, "--steps", "100000", "--checkpoint-every", "1")
