@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = (*volumes, args.model, *([args.mask] if getattr(args, "mask", None) is not None else []))
     for task in tasks:
         for path in task.outputs:
+            if several and path.exists() and not args.overwrite:
+                continue   # its volume is skipped: nothing is written there
             output_path(path, inputs=inputs, overwrite=args.overwrite or several, what="--out labels")
     if latents is not None:
         output_path(latents, inputs=inputs, overwrite=args.overwrite, what="--save-latents file")

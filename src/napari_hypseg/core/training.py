@@ -69,7 +69,7 @@ def train(
     config = config.validate()
     if resumed:
         _require_same_run(resumed["config"], config, Path(resume))
-    team = BatchShards(shards)
+    parts = BatchShards(shards)
     arrays = _checked_volumes(volumes)
     stats = resumed["stats"] if resumed else IntensityStats.fit(arrays)
     sampler = TripletSampler([stats.apply(a) for a in arrays], config, device=device, seed=config.seed)
@@ -80,7 +80,7 @@ def train(
     if resumed:
         restore_weights(model, resumed["state_dict"], Path(resume))
     model.to(device).train()
-    objective = team.objective(model)
+    objective = parts.objective(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, amsgrad=True)
     if resumed and resumed.get("optimizer") is not None:
         try:
@@ -95,11 +95,11 @@ def train(
     same_file = resumed is not None and checkpoint_path is not None and \
         checkpoint_path.resolve() == Path(resume).resolve()
     saved_step = step if same_file else None
-    patches_per_step = 3 * config.batch_size * team.count
+    patches_per_step = 3 * config.batch_size * parts.count
 
     def save() -> Path | None:
         nonlocal saved_step
-        if checkpoint_path is None or not team.writes:
+        if checkpoint_path is None or not parts.writes:
             return None
         if saved_step != step:
             save_checkpoint(checkpoint_path, model, config, stats, step=step, history=history,
@@ -108,11 +108,11 @@ def train(
         return checkpoint_path
 
     def stopped() -> bool:
-        return team.any_stopped(stop is not None and stop.is_set(), device)
+        return parts.any_stopped(stop is not None and stop.is_set(), device)
 
     first = f"training on {describe_device(device)}"
-    if team.grouped:
-        first += f", one of {team.world_size} processes"
+    if parts.grouped:
+        first += f", one of {parts.world_size} processes"
     if resumed:
         first += f", resuming {resume} at step {step}"
     metrics: dict[str, float] = {}
@@ -136,8 +136,8 @@ def train(
                 noise.manual_seed(_step_seed(config.seed, step, 1, shard))
                 return objective(parent, positive, negative, generator=noise)
 
-            losses = team.losses(shard_losses)
-            values = team.values(losses)
+            losses = parts.losses(shard_losses)
+            values = parts.values(losses)
             last_saved = checkpoint_path if saved_step is not None else None
             if not math.isfinite(values["total"]):
                 raise _diverged(config, step, values, last_saved)
