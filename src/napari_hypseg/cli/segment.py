@@ -27,7 +27,7 @@ from ._region import add_region_arguments, check_region_arguments
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "segment",
-        help="segment a volume with a trained model",
+        help="segment volumes with a trained model (one, or many with --out-dir)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
