@@ -15,7 +15,6 @@ _PUBLIC = {
     "HypsegConfig": "config", "get_preset": "config", "PRESETS": "config",
     "train": "training", "TrainedModel": "checkpoint", "load_checkpoint": "checkpoint",
     "segment": "segmentation", "Segmentation": "segmentation",
-    "segment_files": "segment_files", "SegmentTask": "segment_files",
     "ClusterHierarchy": "hierarchy",
     "PoincareKMeans": "kmeans", "EuclideanKMeans": "kmeans",
     "read_volume": "volume_io", "write_labels": "volume_io", "Volume": "volume_io",
