@@ -6,6 +6,9 @@ lowest common ancestor lies at least that far from the origin merge; a smaller r
 Several --k values write one file each, named LABELS with _k<K> before the suffix. Labels keep the
 source's voxel spacing (and NIfTI affine); an --out ending in .zarr writes OME-Zarr.
 
+Many volumes, one model: --out-dir DIR takes several volumes (paths, globs, list files) and writes one
+label file per volume into DIR, here or, with --scheduler, as dask.distributed tasks (docs/distributed.md).
+
 --bin segments a binned volume (labels on the binned grid, voxel size scaled, unless
 --full-resolution); --roi and --mask limit the work to a box or a mask: voxels outside are 0.
 Latents go to a memory-mapped file beside --out while the command runs, so memory stays bounded.
@@ -18,20 +21,33 @@ import sys
 from pathlib import Path
 
 from ..core.config import PRECISIONS
-from ._region import add_region_arguments, check_region_arguments, load_region
+from ._region import add_region_arguments, check_region_arguments
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "segment",
-        help="segment a volume with a trained model",
+        help="segment volumes with a trained model (one, or many with --out-dir)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("volume", type=Path, metavar="VOLUME", help="volume to segment (.mrc .tif .nii.gz ...)")
+    parser.add_argument("volumes", nargs="+", metavar="VOLUME",
+                        help="volume(s) to segment (.mrc .tif .nii.gz ...); with --out-dir also globs and list "
+                             "files (.txt, one path or glob per line)")
     parser.add_argument("--model", type=Path, required=True, metavar="MODEL", help="model file from `hypseg train`")
-    parser.add_argument("--out", type=Path, required=True, metavar="LABELS",
-                        help="label file to write (.tif .mrc .nii.gz ...)")
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", type=Path, metavar="LABELS", help="label file to write (.tif .mrc .nii.gz ...)")
+    out.add_argument("--out-dir", type=Path, metavar="DIR",
+                     help="write <volume name>_labels<suffix> per volume into DIR; volumes whose labels exist "
+                          "are skipped (unless --overwrite), a failed volume does not stop the others")
+    parser.add_argument("--format", default=None, metavar="SUFFIX",
+                        help="with --out-dir: label file type, e.g. .tif (default: the volume's own, .mrc for "
+                             "other MRC suffixes)")
+    parser.add_argument("--scheduler", default=None, metavar="local|ADDRESS",
+                        help="with --out-dir: run each volume as a dask.distributed task, on a local cluster "
+                             "('local') or on a running scheduler (e.g. tcp://host:8786); default: this process")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="with --scheduler local: worker processes (default: dask's choice)")
     level = parser.add_mutually_exclusive_group(required=True)
     level.add_argument("--k", type=int, nargs="+", metavar="K", help="number of clusters (one or more levels)")
     level.add_argument("--radius", type=float, metavar="R",
@@ -72,21 +88,35 @@ MIN_TILE = 16
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.checkpoint import load_checkpoint
+    from ..core.checkpoint import read_checkpoint
     from ..core.errors import ConfigError
     from ..core.progress import run_to_completion
-    from ..core.region import full_labels, latent_file, region_volume
-    from ..core.segmentation import segment
-    from ..core.validation import distinct_outputs, integer, output_path
-    from ..core.volume_io import WRITE_SUFFIXES, read_volume, suffix_of, write_labels
+    from ..core.segment_files import segment_file, segment_files, summary
+    from ..core.validation import distinct_outputs, integer, output_path, writable_folder
+    from ..core.volume_io import WRITE_SUFFIXES, suffix_of
     from ._progress import ProgressLine
 
     # Every check that can fail fast does so before minutes of inference.
-    if suffix_of(args.out) not in WRITE_SUFFIXES:
+    several = args.out_dir is not None
+    if not several and len(args.volumes) != 1:
+        raise ConfigError(f"{len(args.volumes)} volumes with --out LABELS; give --out-dir DIR to write one "
+                          "label file per volume into DIR")
+    volumes = volume_paths(args.volumes) if several else [Path(args.volumes[0])]
+    if several:
+        for option in ("save_latents", "mask"):
+            if getattr(args, option) is not None:
+                raise ConfigError(f"--{option.replace('_', '-')} works with one volume and --out, not with --out-dir")
+    elif args.scheduler is not None:
+        raise ConfigError("--scheduler runs volumes as dask tasks; give --out-dir DIR (one label file per volume)")
+    if args.format is not None and args.format not in WRITE_SUFFIXES:
+        raise ConfigError(f"--format {args.format}: use one of {', '.join(WRITE_SUFFIXES)}")
+    if not several and suffix_of(args.out) not in WRITE_SUFFIXES:
         raise ConfigError(f"cannot write labels to {args.out}: use one of {', '.join(WRITE_SUFFIXES)}")
     integer("--n-fine", args.n_fine, minimum=1)
     integer("--seed", args.seed, minimum=0)
     integer("--tile", args.tile, minimum=MIN_TILE)
+    if args.workers is not None:
+        integer("--workers", args.workers, minimum=1)
     if args.k is not None:
         bad = [k for k in args.k if not 1 <= k <= args.n_fine]
         if bad:
@@ -97,50 +127,97 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--k lists {repeated[0]} more than once; give each number of clusters once")
     if args.radius is not None and not 0 <= args.radius:
         raise ConfigError(f"--radius must be >= 0 (0..1 for hyperbolic models), got {args.radius}")
-    paths = _level_paths(args.out, args.k)
     latents = args.save_latents
     if latents is not None and latents.suffix != ".npy":
         raise ConfigError(f"--save-latents writes a .npy file; give a path ending in .npy, got {latents}")
-    inputs = tuple(p for p in (args.volume, args.model, getattr(args, "mask", None)) if p is not None)
-    for path in paths:
-        output_path(path, inputs=inputs, overwrite=args.overwrite, what="--out labels")
+    check_region_arguments(args)
+    if several:
+        read_checkpoint(args.model)   # a wrong model fails once, not once per volume
+        writable_folder(args.out_dir, what="--out-dir labels", create=True)
+    tasks = [_task(args, volume, _level_paths(_label_path(args, volume), args.k)) for volume in volumes]
+    inputs = (*volumes, args.model, *([args.mask] if getattr(args, "mask", None) is not None else []))
+    for task in tasks:
+        for path in task.outputs:
+            if several and path.exists() and not args.overwrite:
+                continue   # its volume is skipped: nothing is written there
+            output_path(path, inputs=inputs, overwrite=args.overwrite or several, what="--out labels")
     if latents is not None:
         output_path(latents, inputs=inputs, overwrite=args.overwrite, what="--save-latents file")
-    distinct_outputs([*paths, *([latents] if latents is not None else [])])
-    check_region_arguments(args)
+    distinct_outputs([path for task in tasks for path in task.outputs] + ([latents] if latents is not None else []))
 
-    trained = load_checkpoint(args.model, device=args.device)
-    if args.radius is not None and trained.config.geometry == "hyperbolic" and args.radius > 1:
-        raise ConfigError(f"--radius {args.radius} is outside the Poincaré ball: give a radius from 0 to 1")
-    volume = read_volume(args.volume, level=args.level)
-    region = load_region(args, volume)
     line = ProgressLine()
+    if not several:
+        try:
+            lines = run_to_completion(segment_file(tasks[0]), line)
+        finally:
+            line.close()
+        for text in lines:
+            print(text, file=sys.stderr if text.startswith("merge radii") else sys.stdout)
+        return 0
+
+    def show(event) -> None:
+        if event.stage != "volumes":
+            line(event)
+            return
+        line.close()
+        print(f"[{event.step}/{event.total}] {event.message}", flush=True)
+
+    where = "in this process" if args.scheduler is None else \
+        "on a local dask cluster" if args.scheduler == "local" else f"on the dask scheduler {args.scheduler}"
+    print(f"segmenting {len(tasks)} volume{'s' if len(tasks) != 1 else ''} {where}", file=sys.stderr, flush=True)
     try:
-        with latent_file(latents, beside=args.out) as latents_out:
-            segmentation = run_to_completion(
-                segment(trained, region_volume(volume.data, region), n_fine=args.n_fine, context=args.context,
-                        device=args.device, tile=args.tile, seed=args.seed, latents_out=latents_out,
-                        linkage=args.linkage, precision=args.precision), line)
-    except KeyboardInterrupt:
-        if latents is not None:
-            latents.unlink(missing_ok=True)   # a partial latent file would look complete
-        raise
+        outcomes = run_to_completion(segment_files(tasks, scheduler=args.scheduler, workers=args.workers), show)
     finally:
         line.close()
-    full = args.full_resolution
-    spacing = volume.spacing if full else region.spacing(volume.spacing)
+    print(summary(outcomes, len(tasks)))
+    return 1 if any(outcome.status == "failed" for outcome in outcomes) else 0
 
-    hierarchy = segmentation.hierarchy
-    cuts = ([(k, hierarchy.lookup_at_k(k)) for k in args.k] if args.k is not None
-            else [(hierarchy.k_at_radius(args.radius), hierarchy.lookup_at_radius(args.radius))])
-    for path, (k, lookup) in zip(paths, cuts):
-        labels = full_labels(segmentation.labels_from_lookup(lookup), region, full_resolution=full)
-        write_labels(path, labels, spacing=spacing, unit=volume.unit,
-                     affine=region.affine(volume.affine, full_resolution=full), overwrite=args.overwrite)
-        print(f"labels written to {path} ({k} cluster{'s' if k != 1 else ''} of {segmentation.n_fine} fine ones)")
-    if args.radius is not None:
-        low, high = hierarchy.radius_range
-        print(f"merge radii of this volume span {low:.3f}..{high:.3f}", file=sys.stderr)
-    if latents is not None:
-        print(f"latents written to {latents}")
-    return 0
+
+def volume_paths(items: list[str]) -> list[Path]:
+    """The volumes named by paths, globs (quoted, so the shell leaves them) and list files (.txt: one
+    path or glob per line, relative to the list file's folder; # starts a comment)."""
+    import glob
+
+    from ..core.errors import ConfigError
+
+    found: list[Path] = []
+    for item in items:
+        if Path(item).suffix == ".txt" and Path(item).is_file():
+            listed = Path(item)
+            entries = [text.split("#", 1)[0].strip() for text in listed.read_text().splitlines()]
+            entries = [str(listed.parent / entry) for entry in entries if entry]
+            if not entries:
+                raise ConfigError(f"the list file {listed} names no volume; write one volume path per line")
+            found += volume_paths(entries)
+        elif glob.has_magic(item) and not Path(item).exists():
+            matches = sorted(glob.glob(item))
+            if not matches:
+                raise ConfigError(f"no file matches {item}; check the pattern")
+            found += [Path(match) for match in matches]
+        else:
+            found.append(Path(item))
+    return found
+
+
+def _label_path(args: argparse.Namespace, volume: Path) -> Path:
+    """--out, or DIR/<volume name>_labels<suffix>: --format, else the volume's own type where labels can be
+    written in it (MRC variants such as .rec become .mrc)."""
+    if args.out_dir is None:
+        return args.out
+    from ..core.volume_io import WRITE_SUFFIXES, suffix_of
+
+    suffix = suffix_of(volume)
+    stem = volume.name[: len(volume.name) - len(suffix)] if suffix else volume.name
+    chosen = args.format or (suffix if suffix in WRITE_SUFFIXES else ".mrc")
+    return args.out_dir / f"{stem}_labels{chosen}"
+
+
+def _task(args: argparse.Namespace, volume: Path, outputs: list[Path]):
+    from ..core.segment_files import SegmentTask
+
+    return SegmentTask(
+        volume=volume, outputs=tuple(outputs), model=args.model, ks=tuple(args.k) if args.k else None,
+        radius=args.radius, n_fine=args.n_fine, context=args.context, linkage=args.linkage, tile=args.tile,
+        device=args.device, precision=args.precision, seed=args.seed, level=args.level, roi=args.roi,
+        mask=args.mask, bin_factor=args.bin_factor, full_resolution=args.full_resolution,
+        latents=args.save_latents, overwrite=args.overwrite)

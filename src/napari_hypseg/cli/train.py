@@ -1,6 +1,8 @@
 """`hypseg train`: fit a model on one or more volumes and write it to a model file.
 
 Ctrl-C stops after the current step and still writes the model; `--resume MODEL` continues it.
+Started by torchrun (`torchrun --nproc_per_node N -m napari_hypseg.cli train ...`), the N processes
+train one model together, each drawing --batch-size triplets per step; rank 0 writes the model.
 --bin trains on binned volumes (segment them with the same --bin); --roi and --mask keep every
 training patch inside a box (a mask's bounding box).
 """
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..core.checkpoint import read_checkpoint
     from ..core.config import get_preset
+    from ..core.distributed import torchrun_processes
     from ..core.errors import ConfigError
     from ..core.progress import run_to_completion
     from ..core.region import region_volume
@@ -93,10 +96,13 @@ def run(args: argparse.Namespace) -> int:
         volumes.append(np.asarray(region_volume(volume.data, load_region(args, volume, index))))
 
     stop = threading.Event()
-    line = ProgressLine()
-    with _ctrl_c_requests_stop(stop, line):
-        trained = run_to_completion(
-            train(volumes, config, checkpoint_path=out, resume=args.resume, device=args.device, stop=stop), line)
+    with torchrun_processes(args.device) as (device, writes):
+        line = ProgressLine() if writes else None
+        with _ctrl_c_requests_stop(stop, line):
+            trained = run_to_completion(
+                train(volumes, config, checkpoint_path=out, resume=args.resume, device=device, stop=stop), line)
+    if line is None:   # another rank of a torchrun: rank 0 reports
+        return 130 if trained.step < config.steps else 0
     line.close()
     if trained.step < config.steps:
         print(f"stopped at step {trained.step} of {config.steps}; the model is saved in {out}. Continue with: "
@@ -131,6 +137,8 @@ def _ctrl_c_requests_stop(stop: threading.Event, line):
         if stop.is_set() or signals_received() > 1:
             raise KeyboardInterrupt
         stop.set()
+        if line is None:
+            return
         line.close()
         print("stopping after this step and saving the model (Ctrl-C again to abort without saving)",
               file=sys.stderr, flush=True)

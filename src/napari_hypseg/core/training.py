@@ -4,7 +4,7 @@ Stoppable (a threading.Event, checked every step; the model is saved and returne
 checkpoint carries weights, optimiser state, step and history), and reproducible: every step draws
 its batch and its posterior noise from generators seeded by (config.seed, step) alone, so a seed
 reproduces a run on the same device, and a run resumed from a checkpoint continues exactly as the
-uninterrupted run would have.
+uninterrupted run would have. Under torchrun, the processes share each step (core/distributed.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from .checkpoint import TrainedModel, read_checkpoint, restore_weights, save_checkpoint
 from .config import HypsegConfig, get_preset
 from .device import describe_device, resolve_device
+from .distributed import BatchShards
 from .errors import CheckpointError, ConfigError, VolumeError
 from .normalization import IntensityStats
 from .progress import LOSS_TERMS, Progress
@@ -43,6 +44,7 @@ def train(
     resume: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
     stop: threading.Event | None = None,
+    shards: int | None = None,
 ) -> Generator[Progress, None, TrainedModel]:
     """Train on `volumes` (raw intensities; normalised here) for `config.steps` steps.
 
@@ -52,6 +54,10 @@ def train(
     `resume` continues a checkpoint's run (its configuration is used when `config` is None; a
     different one is refused, except for `steps` and `checkpoint_every`) with its intensity
     statistics and optimiser state. Returns the TrainedModel (in eval mode).
+
+    Each step's batch is `shards` parts of `config.batch_size` triplets (default: one per process of
+    the torch.distributed process group, 1 without one); in a process group each rank draws its own
+    part and only rank 0 saves.
     """
     device = resolve_device(device)
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
@@ -63,6 +69,7 @@ def train(
     config = config.validate()
     if resumed:
         _require_same_run(resumed["config"], config, Path(resume))
+    parts = BatchShards(shards)
     arrays = _checked_volumes(volumes)
     stats = resumed["stats"] if resumed else IntensityStats.fit(arrays)
     sampler = TripletSampler([stats.apply(a) for a in arrays], config, device=device, seed=config.seed)
@@ -73,6 +80,7 @@ def train(
     if resumed:
         restore_weights(model, resumed["state_dict"], Path(resume))
     model.to(device).train()
+    objective = parts.objective(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, amsgrad=True)
     if resumed and resumed.get("optimizer") is not None:
         try:
@@ -87,20 +95,24 @@ def train(
     same_file = resumed is not None and checkpoint_path is not None and \
         checkpoint_path.resolve() == Path(resume).resolve()
     saved_step = step if same_file else None
-    patches_per_step = 3 * config.batch_size
+    patches_per_step = 3 * config.batch_size * parts.count
 
     def save() -> Path | None:
         nonlocal saved_step
-        if checkpoint_path is not None and saved_step != step:
+        if checkpoint_path is None or not parts.writes:
+            return None
+        if saved_step != step:
             save_checkpoint(checkpoint_path, model, config, stats, step=step, history=history,
                             optimizer_state=optimizer.state_dict())
             saved_step = step
         return checkpoint_path
 
     def stopped() -> bool:
-        return stop is not None and stop.is_set()
+        return parts.any_stopped(stop is not None and stop.is_set(), device)
 
     first = f"training on {describe_device(device)}"
+    if parts.grouped:
+        first += f", one of {parts.world_size} processes"
     if resumed:
         first += f", resuming {resume} at step {step}"
     metrics: dict[str, float] = {}
@@ -117,10 +129,15 @@ def train(
                 if config.warmup_steps else config.learning_rate
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            parent, positive, negative = sampler.sample(config.batch_size, seed=_step_seed(config.seed, step, 0))
-            noise.manual_seed(_step_seed(config.seed, step, 1))
-            losses = model.loss(parent, positive, negative, generator=noise)
-            values = dict(zip(losses, torch.stack([v.detach() for v in losses.values()]).tolist()))
+
+            def shard_losses(shard: int) -> dict[str, torch.Tensor]:
+                parent, positive, negative = sampler.sample(config.batch_size,
+                                                            seed=_step_seed(config.seed, step, 0, shard))
+                noise.manual_seed(_step_seed(config.seed, step, 1, shard))
+                return objective(parent, positive, negative, generator=noise)
+
+            losses = parts.losses(shard_losses)
+            values = parts.values(losses)
             last_saved = checkpoint_path if saved_step is not None else None
             if not math.isfinite(values["total"]):
                 raise _diverged(config, step, values, last_saved)
@@ -173,9 +190,10 @@ def _require_same_run(stored: HypsegConfig, requested: HypsegConfig, path: Path)
                               "may change) or start a new training.")
 
 
-def _step_seed(seed: int, step: int, stream: int) -> int:
-    """A seed for one random stream of one step, depending on nothing but (seed, step, stream)."""
-    entropy = [seed % 2**64, step, stream]
+def _step_seed(seed: int, step: int, stream: int, shard: int = 0) -> int:
+    """A seed for one random stream of one part of one step's batch, depending on nothing but (seed,
+    step, stream, shard); part 0 keeps the seeds of single-process runs, so they reproduce as before."""
+    entropy = [seed % 2**64, step, stream] + ([shard] if shard else [])
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 

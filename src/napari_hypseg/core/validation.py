@@ -96,7 +96,7 @@ def writable_folder(folder: str | os.PathLike, *, what: str = "output", create: 
     folder = Path(folder)
     if create and not folder.exists():
         try:
-            folder.mkdir(parents=True)
+            folder.mkdir(parents=True, exist_ok=True)   # torchrun's processes may race to create it
         except OSError as error:
             raise OutputError(f"cannot create the folder {folder} for the {what} "
                               f"({error.strerror or error}); choose another location.") from None

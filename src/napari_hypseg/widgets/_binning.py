@@ -57,6 +57,24 @@ def binned_segment_job(trained: Any, image: Any, *, factor: int, holder: dict, n
     return (yield from segment(trained, holder["image"], n_fine=n_fine, device=device, stop=stop, seed=seed))
 
 
+def binned_segment_jobs(trained: Any, images: list, *, factor: int, holders: list[dict], n_fine: int, device: str,
+                        seed: int, stop: threading.Event):
+    """Worker body for several images, one after the other (a Progress of stage "images" before each
+    when there are several); returns the segmentations of those finished, all of them unless stopped."""
+    from ..core.progress import Progress
+
+    done = []
+    for index, (image, holder) in enumerate(zip(images, holders)):
+        if len(images) > 1:
+            yield Progress("images", index, len(images))
+        segmentation = yield from binned_segment_job(trained, image, factor=factor, holder=holder, n_fine=n_fine,
+                                                     device=device, seed=seed, stop=stop)
+        if segmentation is None or stop.is_set():
+            break
+        done.append(segmentation)
+    return done
+
+
 def binned_placement(scale: Any, translate: Any, factor: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(scale, translate) of a layer on the binned grid of an image layer with this scale and translate."""
     scale = tuple(float(s) for s in scale)

@@ -1,5 +1,6 @@
 """Segment dock widget: image + model -> core `segment` in a worker -> one Labels layer whose
-hierarchy level follows a slider (a lookup in the core, never a re-run of the model)."""
+hierarchy level follows a slider (a lookup in the core, never a re-run of the model). With "every
+selected image layer", one run segments each Image layer selected in the layer list in turn."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from ._common import (
     volume_of,
 )
 from .._layer_labels import LOOKUP_KEY
-from ._binning import binned_placement, binned_segment_job, binning_field
+from ._binning import binned_placement, binned_segment_jobs, binning_field
 from ._cluster_colormap import cluster_colors, level_view
 from ._poincare_view import PoincareView
 from ._session import ModelEntry, load_model_file, session_for
@@ -63,7 +64,9 @@ class SegmentWidget(QWidget):
         self.session = session_for(napari_viewer)
         self.worker = None
         self._stop = threading.Event()
-        self._pending: tuple[Image, ModelEntry, Any] | None = None  # (layer, model, data) of the run
+        self._pending: list[tuple[Image, Any, dict]] = []   # (layer, data, binned holder) of the run
+        self._pending_model: ModelEntry | None = None
+        self._current = ""   # which image of a run over several is being segmented
 
         # Result of the last run, and what it was computed from.
         self.segmentation: Any = None
@@ -78,6 +81,12 @@ class SegmentWidget(QWidget):
         self.image = LayerPicker(napari_viewer, Image, multiple=False,
                                  tooltip="The 3D image layer to segment.")
         self.image.widget.changed.connect(self._update_enabled)
+        self.every_selected = QCheckBox("every selected image layer")
+        self.every_selected.setToolTip(
+            "Segment every Image layer selected in the layer list, one after the other, in one run; each "
+            "gets its own segmentation layer, and the hierarchy slider then moves the last one.")
+        self.every_selected.toggled.connect(self._update_enabled)
+        napari_viewer.layers.selection.events.changed.connect(self._update_enabled)
 
         self.model = QComboBox()
         self.model.setToolTip("A model trained in the Train widget or loaded from a file.")
@@ -103,7 +112,6 @@ class SegmentWidget(QWidget):
                              "clusters.")
         self.devices = DeviceChooser()
         self.binning = binning_field()
-        self._binned: dict = {}
         self._translate: tuple[float, ...] = (0.0, 0.0, 0.0)
 
         self.segment_button = QPushButton("Segment")
@@ -155,6 +163,7 @@ class SegmentWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("image", self.image.widget.native)
+        form.addRow("", self.every_selected)
         form.addRow("model", model_row)
         form.addRow("fine clusters", self.n_fine)
         form.addRow("seed", self.seed)
@@ -217,19 +226,29 @@ class SegmentWidget(QWidget):
 
     def _set_running(self, running: bool) -> None:
         for widget in (self.model, self.load_button, self.n_fine, self.seed, self.devices, self.binning,
-                       self.image.widget.native):
+                       self.image.widget.native, self.every_selected):
             widget.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self._update_enabled()
 
+    @property
+    def images(self) -> list[Image]:
+        """The image layers a run segments: the chosen one, or every selected Image layer (in list order)."""
+        if not self.every_selected.isChecked():
+            return [self.image.value] if self.image.value is not None else []
+        selected = self.viewer.layers.selection
+        return [layer for layer in self.viewer.layers
+                if layer in selected and isinstance(layer, Image) and not layer.rgb]
+
     def _update_enabled(self, *_: Any) -> None:
-        ready = self.image.value is not None and self.selected_model is not None
+        ready = bool(self.images) and self.selected_model is not None
         self.segment_button.setEnabled(ready and not self.running)
         if not self.running:
             if self.selected_model is None:
                 self.segment_button.setToolTip("Train a model (Train widget) or load one first.")
-            elif self.image.value is None:
-                self.segment_button.setToolTip("Open an image layer first.")
+            elif not self.images:
+                self.segment_button.setToolTip("Select image layers in the layer list first."
+                                               if self.every_selected.isChecked() else "Open an image layer first.")
             else:
                 self.segment_button.setToolTip("Compute every voxel's latent point and cluster them "
                                                "(runs in the background).")
@@ -240,21 +259,22 @@ class SegmentWidget(QWidget):
     def start_segmentation(self) -> None:
         if self.running:
             return
-        layer, entry = self.image.value, self.selected_model
-        if layer is None or entry is None:
+        layers, entry = self.images, self.selected_model
+        if not layers or entry is None:
             show_error("Choose an image layer and a model before segmenting.")
             return
         self._stop = threading.Event()
-        self._pending = (layer, entry, volume_of(layer))
-        self._binned = {}
-        self.status.setText(f"Segmenting {layer.name} with {entry.name} into {self.n_fine.value()} "
+        self._pending = [(layer, volume_of(layer), {}) for layer in layers]
+        self._pending_model = entry
+        names = ", ".join(layer.name for layer in layers)
+        self.status.setText(f"Segmenting {names} with {entry.name} into {self.n_fine.value()} "
                             f"fine clusters on {self.devices.device}…")
         self.worker = start_job(
-            binned_segment_job,
+            binned_segment_jobs,
             entry.trained,
-            self._pending[2],
+            [data for _, data, _ in self._pending],
             factor=self.binning.currentData(),
-            holder=self._binned,
+            holders=[holder for _, _, holder in self._pending],
             n_fine=self.n_fine.value(),
             device=self.devices.device,
             seed=self.seed.value(),
@@ -275,24 +295,35 @@ class SegmentWidget(QWidget):
             self.status.setText(self.status.text() + "<br><b>Stopping…</b>")
 
     def _on_progress(self, event: Any) -> None:
+        if event.stage == "images":   # a run over several layers moves on to the next one
+            self._current = f"<b>{self._pending[event.step][0].name}</b> ({event.step + 1} of {event.total})<br>"
+            return
         stage = {"infer": "latent points", "cluster": "clustering"}.get(event.stage, event.stage)
         parts = [f"<b>{stage}</b> {event.step}/{event.total}"]
         metrics = dict(event.metrics)
         parts += [format_metric(name, metrics[name]) for name in ("voxels_per_s", "eta_s") if name in metrics]
-        text = " · ".join(parts)
+        text = self._current + " · ".join(parts)
         if event.message:
             text += f"<br>{event.message}"
         self.status.setText(text)
 
-    def _on_segmented(self, segmentation: Any) -> None:
-        layer, entry, data = self._pending
-        if segmentation is None or self._stop.is_set():
-            self.status.setText("Stopped; the layers shown before were kept.")
-            return
+    def _on_segmented(self, segmentations: list[Any]) -> None:
+        """Show each finished segmentation; the last becomes the one the hierarchy slider moves."""
+        entry = self._pending_model
+        for (layer, data, holder), segmentation in zip(self._pending, segmentations):
+            self._show_result(layer, entry, holder.get("image", data), segmentation)
+        if len(segmentations) < len(self._pending):
+            done = f" after {len(segmentations)} of {len(self._pending)} images" if segmentations else ""
+            self.status.setText(f"Stopped{done}; the layers shown before were kept.")
+        elif len(segmentations) > 1:
+            self.status.setText(f"Segmented {len(segmentations)} images with {entry.name}. The slider moves "
+                                f"the last one, {self.source_name}.")
+
+    def _show_result(self, layer: Image, entry: ModelEntry, image_data: Any, segmentation: Any) -> None:
         new_source = layer.name != self.source_name
         self.segmentation = segmentation
         self.model_used = entry
-        self.image_data = self._binned.get("image", data)
+        self.image_data = image_data
         self.spacing, self._translate = binned_placement(spacing_of(layer), layer.translate[-3:],
                                                          self.binning.currentData())
         self.source_name = layer.name
@@ -324,7 +355,9 @@ class SegmentWidget(QWidget):
 
     def _on_finished(self) -> None:
         self.worker = None
-        self._pending = None
+        self._pending = []
+        self._pending_model = None
+        self._current = ""
         self._set_running(False)
 
     # ------------------------------------------------------------------ hierarchy
