@@ -27,8 +27,10 @@ def plot(qtbot):
     """A LossPlot whose pending redraws are dropped before it is deleted."""
     from qtpy.QtWidgets import QApplication
 
-    yield plot
-    plot._redraw_soon.cancel()
+    widget = LossPlot()
+    qtbot.addWidget(widget)
+    yield widget
+    widget._redraw_soon.cancel()
     QApplication.processEvents()   # the canvas' queued draw runs while the canvas still exists
 
 
