@@ -106,17 +106,33 @@ def test_fits_a_sample_and_predicts_everything():
     assert np.array_equal(labels[model.sample_indices_], model.labels_)
 
 
-def test_more_clusters_than_distinct_points_leaves_no_cluster_without_points():
-    rng = np.random.default_rng(6)
-    distinct = expmap0(torch.as_tensor(rng.normal(size=(4, 2)))).numpy()
-    points = np.repeat(distinct, 50, axis=0)
+def _four_points_fifty_times():
+    distinct = expmap0(torch.as_tensor(np.random.default_rng(6).normal(size=(4, 2)))).numpy()
+    return distinct, np.repeat(distinct, 50, axis=0)
+
+
+def test_as_many_clusters_as_distinct_points_leaves_no_cluster_without_points():
+    distinct, points = _four_points_fifty_times()
     model = PoincareKMeans(4, random_state=0).fit(points)
     assert model.inertia_ == pytest.approx(0.0, abs=1e-12)
-    assert len(np.unique(model.labels_)) == 4
-    # Six centres for four distinct points: it runs, and the labels stay in range.
-    six = PoincareKMeans(6, random_state=0).fit(points)
-    assert six.labels_.min() >= 0 and six.labels_.max() < 6
+    assert np.array_equal(np.bincount(model.labels_, minlength=4), [50, 50, 50, 50])
+    assert adjusted_rand_score(np.repeat(np.arange(4), 50), model.labels_) == 1.0
+    np.testing.assert_allclose(model.cluster_centers_[model.predict(distinct)], distinct, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_more_clusters_than_distinct_points_gives_each_distinct_point_its_own_cluster(seed):
+    """Six centres for four distinct points: two clusters must stay empty. What is guaranteed: each
+    distinct point is one whole cluster, every centre (the surplus ones too) is one of the points, and
+    predict labels the points as fit did."""
+    distinct, points = _four_points_fifty_times()
+    six = PoincareKMeans(6, random_state=seed).fit(points)
     assert six.inertia_ == pytest.approx(0.0, abs=1e-12)
+    assert adjusted_rand_score(np.repeat(np.arange(4), 50), six.labels_) == 1.0
+    assert len(np.unique(six.labels_)) == 4 and six.labels_.min() >= 0 and six.labels_.max() < 6
+    nearest = np.abs(six.cluster_centers_[:, None] - distinct[None]).max(-1).min(1)
+    assert six.cluster_centers_.shape == (6, 2) and np.all(nearest < 1e-9)
+    np.testing.assert_array_equal(six.predict(points), six.labels_)
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -25,3 +25,39 @@ def test_euclidean_view_has_no_disk_radius(qtbot):
     view.show_points(np.ones((4, 2)), np.tile([0.2, 0.4, 0.6, 1.0], (4, 1)), disk=False)
     view.set_level(np.tile([0.2, 0.4, 0.6, 1.0], (4, 1)), np.ones((1, 2)), np.tile([0.0, 1.0, 0.0, 1.0], (1, 1)))
     assert view._radius_circle is None and "Euclidean" in view.axes.get_title()
+
+
+def test_segment_widget_shows_the_sampled_latents_in_the_colours_of_the_labels_layer(make_napari_viewer, qtbot,
+                                                                                      tmp_path):
+    """A tiny hyperbolic model segments a volume in a real viewer: the disk shows the segmentation's
+    sampled latent points, each in the colour its voxel has in the labels layer, at every level."""
+    from matplotlib.patches import Circle
+
+    from napari_hypseg.core.config import get_preset
+    from napari_hypseg.core.progress import run_to_completion
+    from napari_hypseg.core.training import train
+    from napari_hypseg.widgets import SegmentWidget, TrainWidget
+
+    volume = np.random.default_rng(1).normal(100, 10, size=(16, 16, 16)).astype(np.float32)
+    config = get_preset("fast", steps=1, batch_size=2, encoder_channels=(4,), hidden=8, n_samples=1,
+                        warmup_steps=0)
+    run_to_completion(train([volume], config, checkpoint_path=tmp_path / "model.pt", device="cpu"))
+    viewer = make_napari_viewer(show=True)
+    image = viewer.add_image(volume, name="volume")
+    segmenter = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segmenter)
+    TrainWidget(viewer).load_model(tmp_path / "model.pt")
+    segmenter.image.value = image
+    segmenter.n_fine.setValue(6)
+    segmenter.devices.device = "cpu"
+    segmenter.segment_button.click()
+    qtbot.waitUntil(lambda: not segmenter.running and segmenter.segmentation is not None, timeout=300_000)
+
+    segmentation, view, layer = segmenter.segmentation, segmenter.poincare, segmenter.labels_layer
+    np.testing.assert_allclose(view._scatter.get_offsets(), segmentation.sample_points[:, :2])
+    assert any(isinstance(p, Circle) and p.radius == 1.0 for p in view.axes.patches)   # the ball's boundary
+    for k in (2, 5):
+        segmenter.k_slider.setValue(k)   # applied once the event loop runs
+        qtbot.waitUntil(lambda k=k: f"{k} clusters" in view.axes.get_title(), timeout=5_000)
+        np.testing.assert_allclose(view.colors, layer.colormap.map(segmentation.sample_labels), atol=1e-6)
+        assert len(np.unique(view.colors, axis=0)) <= k

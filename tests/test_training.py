@@ -1,6 +1,7 @@
 import gc
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -157,13 +158,26 @@ def test_resume_with_other_settings_names_them(tmp_path):
 
 
 def test_divergence_is_a_clear_error_and_saves_nothing_broken(tmp_path):
+    """A learning rate that warms up into divergence after a few sane steps, saving at every step: the
+    file left on disk is the last checkpoint written before the divergence, byte for byte."""
     path = tmp_path / "model.pt"
-    config = CONFIG.with_overrides(learning_rate=1e12, warmup_steps=0, checkpoint_every=1, steps=50)
-    with pytest.raises(ConfigError, match=r"diverged at step \d+.*lower learning rate"):
-        run_to_completion(train(VOLUMES, config, checkpoint_path=path, device="cpu"))
-    if path.exists():
-        saved = load_checkpoint(path)
-        assert all(torch.isfinite(v).all() for v in saved.model.state_dict().values())
+    config = CONFIG.with_overrides(learning_rate=100.0, warmup_steps=50, checkpoint_every=1, steps=50)
+    saved = {}   # step -> the file's bytes right after that step's checkpoint
+
+    def keep(event):
+        if event.checkpoint is not None:
+            saved[event.step] = path.read_bytes()
+
+    with pytest.raises(ConfigError, match=r"diverged at step (\d+).*lower learning rate") as error:
+        run_to_completion(train(VOLUMES, config, checkpoint_path=path, device="cpu"), keep)
+    assert len(saved) >= 2, "the run must save good checkpoints before it diverges"
+    last = max(saved)
+    diverged_at = int(re.search(r"diverged at step (\d+)", str(error.value)).group(1))
+    assert diverged_at == last + 1 and f"last checkpoint ({path})" in str(error.value)
+    assert path.read_bytes() == saved[last]
+    kept = load_checkpoint(path)
+    assert kept.step == last and len(kept.history) == last
+    assert all(torch.isfinite(v).all() for v in kept.model.state_dict().values())
 
 
 def test_bad_volumes_are_refused():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,14 +12,24 @@ from napari_hypseg.core.config import PRESETS
 from napari_hypseg.core.errors import ConfigError
 
 
+def _manifest_widget_names() -> list[str]:
+    """The display names of every widget the plugin manifest contributes."""
+    from npe2 import PluginManifest
+
+    import napari_hypseg
+
+    manifest = PluginManifest.from_file(Path(napari_hypseg.__file__).parent / "napari.yaml")
+    return [widget.display_name for widget in manifest.contributions.widgets]
 
 
-@pytest.mark.parametrize("name", ["Train", "Segment", "Export"])
-def test_every_widget_docks_by_its_manifest_name(make_napari_viewer, name):
-    viewer = make_napari_viewer()
+@pytest.mark.parametrize("name", _manifest_widget_names())
+def test_every_widget_docks_by_its_manifest_name(make_napari_viewer, qtbot, name):
+    viewer = make_napari_viewer(show=True)   # a shown window, so visibility means something
     dock, widget = viewer.window.add_plugin_dock_widget("napari-hypseg", name)
     assert type(widget).__name__ == f"{name}Widget"
-    assert dock.isVisible() or not viewer.window._qt_window.isVisible()
+    assert viewer.window.dock_widgets[f"{name} (napari-hypseg)"] is widget
+    assert dock.inner_widget() is widget
+    qtbot.waitUntil(lambda: dock.isVisible() and widget.isVisible(), timeout=5_000)   # shown once Qt lays it out
 
 
 def test_train_widget_states_and_parameters(make_napari_viewer):
