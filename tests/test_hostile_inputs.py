@@ -92,10 +92,21 @@ def link_to_dev_zero(path):
     path.symlink_to("/dev/zero")
 
 
+def deflate_tiff_claiming_rows(path, rows=65535):
+    """A small Deflate TIFF whose header claims `rows` rows: more than Deflate could hold in the file."""
+    tifffile.imwrite(path, np.zeros((1, 64, 64), np.uint8), compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        tag = tif.pages[0].tags["ImageLength"]
+        offset, wide = tag.valueoffset, tag.dtype == 4      # LONG or SHORT
+    patched(path, offset, struct.pack("<I" if wide else "<H", rows))
+
+
 BAD_VOLUMES = {
     "mrc negative dimension": ("v.mrc", lambda p: mrc_with_header(p, nx=(0, -5)), "dimensions.*positive"),
     "mrc absurd dimensions": ("v.mrc", lambda p: mrc_with_header(p, nx=(0, 30000), ny=(4, 30000), nz=(8, 30000)),
                               "header describes .* bytes, but it holds"),
+    "mrc absurd extended header": ("v.mrc", lambda p: mrc_with_header(p, nsymbt=(92, 634_000_000)),
+                                   "extended header of 634,000,000 bytes.*but it holds"),
     "mrc complex": ("v.mrc", lambda p: mrcfile.new(p, data=image().astype(np.complex64)).close(), "complex64"),
     "mrc truncated": ("v.mrc", lambda p: (mrc_with_header(p), os.truncate(p, 3000)), "corrupt, truncated"),
     "nifti negative dimension": ("v.nii", lambda p: nifti_dims(p, (-5, 24, 24)), "dimensions.*positive"),
@@ -109,6 +120,7 @@ BAD_VOLUMES = {
     "nii.gz not gzip": ("v.nii.gz", lambda p: p.write_bytes(b"not a gzip stream" * 40), "corrupt"),
     "tiff complex": ("v.tif", lambda p: tifffile.imwrite(p, image().astype(np.complex64)), "complex64"),
     "tiff truncated": ("v.tif", lambda p: (tifffile.imwrite(p, image()), os.truncate(p, 5000)), "corrupt, truncated"),
+    "tiff Deflate claiming too many rows": ("v.tif", deflate_tiff_claiming_rows, "compression .* cannot hold"),
     "tiff random bytes": ("v.tif", lambda p: p.write_bytes(np.random.default_rng(1).bytes(4096)), "corrupt"),
     "tiff 4D": ("v.tif", lambda p: tifffile.imwrite(p, np.zeros((2, 3, 24, 24, 24), np.uint8), imagej=True,
                                                      metadata={"axes": "TZCYX"}), "4D|5D"),

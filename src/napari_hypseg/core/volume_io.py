@@ -36,6 +36,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import struct
 import stat
 import warnings
 import xml.etree.ElementTree as ET
@@ -354,6 +355,7 @@ def _read_mrc(path: Path) -> Volume:
     import mrcfile
     from mrcfile.utils import data_dtype_from_header
 
+    _require_mrc_extended_header_fits(path)
     with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:
         header = mrc.header
         shape = (int(header.nz), int(header.ny), int(header.nx))
@@ -369,6 +371,19 @@ def _read_mrc(path: Path) -> Volume:
     if sizes == (0.0, 0.0, 0.0):  # MRC writes 0 when the voxel size is unknown
         return Volume(volume)
     return Volume(volume, tuple(_float32_decimal(s) for s in sizes), "angstrom")
+
+
+def _require_mrc_extended_header_fits(path: Path) -> None:
+    """Check the extended header's size (NSYMBT, word 24) against the file before mrcfile reads that
+    many bytes: a corrupt header could otherwise make it allocate gigabytes for a tiny file."""
+    with open(path, "rb") as handle:
+        header = handle.read(1024)
+    if len(header) < 1024:
+        return   # mrcfile names this one itself
+    little = struct.unpack("<i", header[92:96])[0]
+    big = struct.unpack(">i", header[92:96])[0]
+    extended = big if header[212] == 0x11 else little   # the machine stamp: 0x11 for big-endian files
+    _require_size(f"an extended header of {extended:,} bytes", 1024 + max(extended, 0), path.stat().st_size)
 
 
 def _write_mrc(tmp: Path, labels, spacing, unit, affine) -> None:
@@ -404,8 +419,25 @@ def _read_tiff(path: Path) -> Volume:
             data = tifffile.memmap(path, mode="r")
         else:  # compressed or scattered: decoded into memory, so it must fit there
             _require_memory(path, nbytes)
+            _require_decodable(path, nbytes, {int(page.compression) for page in series.pages if page is not None})
             data = series.asarray()
     return Volume(_squeeze_to_3d(data, str(path), axes), spacing, unit)
+
+
+MAX_COMPRESSION_RATIO = {8: 1100, 32946: 1100, 32773: 130}
+"""TIFF compression tag -> the most its decoded data can outgrow the file: Deflate (8, 32946) at most
+1032:1 (zlib's limit), PackBits (32773) 128:1. Others are bounded by the machine's memory only."""
+
+
+def _require_decodable(path: Path, nbytes: int, compressions: set[int]) -> None:
+    """Refuse a header promising more decoded bytes than its compression could hold in this file."""
+    ratios = [MAX_COMPRESSION_RATIO.get(code) for code in compressions]
+    if not ratios or None in ratios:
+        return
+    ratio, available = max(ratios), path.stat().st_size
+    if nbytes > ratio * available:
+        raise _CorruptHeader(f"its header describes {nbytes:,} bytes of voxels, which its compression "
+                             f"(at most {ratio}:1) cannot hold in the {available:,} bytes of the file")
 
 
 def _require_memory(path: Path, nbytes: int) -> None:
