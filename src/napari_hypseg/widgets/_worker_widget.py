@@ -49,6 +49,7 @@ class WorkerWidget(QWidget):
     """
 
     STOPPING = "Stopping…"   # appended to the status when Stop is pressed
+    status: QLabel            # made by the subclass: what the run is doing
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -58,7 +59,6 @@ class WorkerWidget(QWidget):
         self._start_button: QPushButton | None = None
         self._stop_button: QPushButton | None = None
         self._locked: Sequence[QWidget] = ()
-        self.status: QLabel
 
     def _run_controls(self, start: QPushButton, stop: QPushButton | None = None, *,
                       locked: Sequence[QWidget] = ()) -> None:
@@ -130,7 +130,8 @@ class WorkerWidget(QWidget):
         """Ask the run to stop at the core's next check; the core returns what it has done so far."""
         if self.running:
             self._stop.set()
-            self._stop_button.setEnabled(False)
+            if self._stop_button is not None:
+                self._stop_button.setEnabled(False)
             self.status.setText(self.status.text() + f"<br><b>{self.STOPPING}</b>")
 
     def _finished(self) -> None:
