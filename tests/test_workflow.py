@@ -77,7 +77,7 @@ def test_whole_workflow_on_the_toy_sample(make_napari_viewer, qtbot, tmp_path, n
 
     from napari_hypseg.core.checkpoint import load_checkpoint
     from napari_hypseg.core.volume_io import read_volume
-    from napari_hypseg.widgets._segment import MODE_K, MODE_RADIUS
+    from napari_hypseg.widgets._hierarchy_panel import MODE_K, MODE_RADIUS
 
     viewer = make_napari_viewer(show=True)
     viewer.open_sample(PLUGIN, "toy")

@@ -1,113 +1,38 @@
-"""Pieces every widget shares: running core generators in workers, layer pickers, device choice,
-errors as notifications, and the questions asked before a file is replaced."""
+"""Pieces every widget shares: errors as notifications, layer pickers, device choice, model files
+and the questions asked before a file is replaced. (Running core work: `_worker_widget`.)"""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import ComboBox, Select
-from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import notification_manager, show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QFrame,
     QLabel,
     QMessageBox,
+    QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import GeneratorWorker
 
 from ..core.errors import HypsegError
 
 MODEL_DIR = Path.home() / ".napari-hypseg" / "models"
+MODEL_FILTER = "napari-hypseg models (*.pt);;All files (*)"
 
 # Qt's default maximum of a spin box (99) is too small for steps, sizes and seeds.
 INT_MAX = 2_000_000_000
 
 
-# --------------------------------------------------------------------------- workers
-
-
-class StopAwareWorker(GeneratorWorker):
-    """A generator worker whose quit() asks the core to stop cleanly.
-
-    napari calls `worker.quit` when the task is cancelled in the activity dock or the window closes
-    while it runs; plain quit() would abandon the generator between two yields, so a training run
-    would end without its final checkpoint. Setting the `stop` event lets the core finish the
-    current step, save and return its result.
-    """
-
-    def __init__(self, func: Callable, *args: Any, **kwargs: Any) -> None:
-        self.stop_event: threading.Event = kwargs["stop"]
-        super().__init__(func, *args, **kwargs)
-
-    def quit(self) -> None:
-        self.stop_event.set()
-
-
-def start_job(
-    func: Callable,
-    *args: Any,
-    owner: QWidget,
-    stop: threading.Event,
-    description: str,
-    total: int,
-    on_result: Callable[[Any], None],
-    on_finish: Callable[[], None],
-    on_event: Callable[[Any], None] | None = None,
-    **kwargs: Any,
-) -> StopAwareWorker:
-    """Run the core generator `func(*args, stop=stop, **kwargs)` in a worker thread.
-
-    Progress events drive a napari progress bar (activity dock) and `on_event`; the return value
-    goes to `on_result`; errors become notifications; `on_finish` runs last in every case. The
-    callbacks should be methods of `owner`: Qt drops them if the widget is deleted mid-run, and
-    deleting it asks the run to stop cleanly.
-    """
-    bar = progress(total=total, desc=description)
-    worker = create_worker(
-        func,
-        *args,
-        stop=stop,
-        _worker_class=StopAwareWorker,
-        _ignore_errors=True,
-        _start_thread=False,
-        **kwargs,
-    )
-    worker.yielded.connect(partial(_advance, bar, description))
-    worker.finished.connect(bar.close)
-    if on_event is not None:
-        worker.yielded.connect(on_event)
-    worker.returned.connect(on_result)
-    worker.errored.connect(notify_error)
-    worker.finished.connect(on_finish)
-    owner.destroyed.connect(lambda *_: stop.set())
-    worker.start()
-    return worker
-
-
-def _advance(bar: progress, description: str, event: Any) -> None:
-    """Move the activity-dock bar to a Progress event (stage, step of total)."""
-    total = int(getattr(event, "total", 0) or 0)
-    if total and bar.total != total:
-        bar.total = total
-        bar.n = 0
-    step = int(getattr(event, "step", 0) or 0)
-    if step > bar.n:
-        bar.update(step - bar.n)
-    stage = getattr(event, "stage", "")
-    wanted = f"{description}: {stage}" if stage else description
-    if bar.desc != wanted:
-        bar.set_description(wanted)
+# --------------------------------------------------------------------------- errors
 
 
 def notify_error(error: BaseException) -> None:
@@ -247,6 +172,21 @@ def default_model_path(folder: Path = MODEL_DIR) -> Path:
         n += 1
         path = folder / f"{stem}-{n}.pt"
     return path
+
+
+def model_load_button(load: Callable[[str], Any], tooltip: str, parent: QWidget) -> QPushButton:
+    """A "Load model…" button: a file dialog opening in the models folder, then `load(path)`."""
+    button = QPushButton("Load model…")
+    button.setToolTip(tooltip)
+
+    def browse() -> None:
+        start = str(MODEL_DIR) if MODEL_DIR.exists() else str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(parent, "Load a napari-hypseg model", start, MODEL_FILTER)
+        if path:
+            load(path)
+
+    button.clicked.connect(browse)
+    return button
 
 
 def confirm_overwrite(parent: QWidget, paths: Iterable[Path]) -> bool:

@@ -32,7 +32,8 @@ from qtpy.QtWidgets import (
 
 from .._layer_labels import coarse_labels
 from ..core.progress import Progress
-from ._common import LayerPicker, confirm_overwrite, scrollable_layout, start_job
+from ._common import LayerPicker, confirm_overwrite, scrollable_layout
+from ._worker_widget import WorkerWidget
 
 if TYPE_CHECKING:
     import napari
@@ -63,15 +64,12 @@ def _export_job(jobs: list[tuple[Path, Any, dict, int | None]], *, stop: threadi
     return written
 
 
-class ExportWidget(QWidget):
+class ExportWidget(WorkerWidget):
     """Write Labels layers, or each of their clusters as a binary mask, to image files."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.worker = None
+        super().__init__(napari_viewer, parent)
         self.written: list[Path] = []
-        self._stop = threading.Event()
 
         self.layers = LayerPicker(napari_viewer, Labels, multiple=True,
                                   tooltip="Labels layers to export (Ctrl/Shift-click for several).")
@@ -127,6 +125,7 @@ class ExportWidget(QWidget):
         objects_hint.setWordWrap(True)
         layout.addWidget(objects_hint)
         layout.addStretch(1)
+        self._run_controls(self.export_button)
 
     def _browse_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export to folder", self.folder.text())
@@ -162,7 +161,7 @@ class ExportWidget(QWidget):
 
     def export(self) -> None:
         """Write the files; asks before replacing any (unless told not to)."""
-        if self.worker is not None:
+        if self.running:
             return
         if not self.layers.value:
             show_error("Choose at least one Labels layer to export.")
@@ -185,13 +184,8 @@ class ExportWidget(QWidget):
             show_error(f"Cannot create the folder {folder}: {error.strerror}")
             return
         self.written = []
-        self._stop = threading.Event()
-        self.export_button.setEnabled(False)
         self.status.setText(f"Writing {len(jobs)} file(s) to {folder}…")
-        self.worker = start_job(
-            _export_job, jobs, owner=self, stop=self._stop, description="HypSeg export", total=len(jobs),
-            on_result=self._on_written, on_finish=self._on_finished,
-        )
+        self._start_run(_export_job, jobs, description="HypSeg export", total=len(jobs), on_result=self._on_written)
 
     def _on_written(self, written: list[Path]) -> None:
         self.written = list(written)
@@ -200,7 +194,3 @@ class ExportWidget(QWidget):
                             else "No file written.")
         if written:
             show_info(f"Exported {len(written)} file(s) to {written[0].parent}.")
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.export_button.setEnabled(True)

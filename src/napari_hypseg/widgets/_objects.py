@@ -47,9 +47,9 @@ from ._common import (
     notify_error,
     scrollable_layout,
     spacing_of,
-    start_job,
     volume_of,
 )
+from ._worker_widget import WorkerWidget
 
 if TYPE_CHECKING:
     import napari
@@ -98,18 +98,15 @@ def _camera(viewer: Any) -> Any:
     return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
-class ObjectsWidget(QWidget):
+class ObjectsWidget(WorkerWidget):
     """Find the objects of a cluster, browse them, and export them."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.worker = None
+        super().__init__(napari_viewer, parent)
         self.objects: Objects | None = None
         self.source: Labels | None = None          # the Labels layer the objects were found in
         self.points_layer = None
         self.objects_layer: Labels | None = None
-        self._stop = threading.Event()
 
         self.labels = LayerPicker(napari_viewer, Labels, multiple=False,
                                   tooltip="The segmentation (Labels layer) whose cluster you want as objects.")
@@ -194,6 +191,7 @@ class ObjectsWidget(QWidget):
         layout.addLayout(export_row)
         self._set_results_enabled(False)
         self._labels_chosen()
+        self._run_controls(self.find_button)
 
     # ------------------------------------------------------------------ choices
 
@@ -275,7 +273,7 @@ class ObjectsWidget(QWidget):
 
     def find(self) -> None:
         """Find the objects of the chosen cluster, in the background."""
-        if self.worker is not None:
+        if self.running:
             return
         layer = self.labels.value
         if layer is None:
@@ -291,16 +289,11 @@ class ObjectsWidget(QWidget):
             return
         cluster = int(self.cluster.currentText())
         self.source = layer
-        self._stop = threading.Event()
-        self.find_button.setEnabled(False)
         self.status.setText(f"Finding the objects of cluster {cluster}…")
-        self.worker = start_job(_find_objects, layer.data, cluster, options, owner=self, stop=self._stop,
-                                description="HypSeg objects", total=1, on_result=self._show,
-                                on_finish=self._on_finished)
+        self._start_run(_find_objects, layer.data, cluster, options, description="HypSeg objects", total=1,
+                        on_result=self._show)
 
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.find_button.setEnabled(True)
+    def _run_ended(self) -> None:
         if self.status.text().startswith("Finding"):      # the run failed (its message is a notification)
             self.status.setText("No objects: see the message.")
 

@@ -1,69 +1,60 @@
 """Segment dock widget: image + model -> core `segment` in a worker -> one Labels layer whose
 hierarchy level follows a slider (a lookup in the core, never a re-run of the model). With "every
-selected image layer", one run segments each Image layer selected in the layer list in turn."""
+selected image layer", one run segments each Image layer selected in the layer list in turn.
+
+The widget is the run (model, image(s), parameters, Start / Stop) and the result it shows; it composes
+the hierarchy panel (`_hierarchy_panel`: the cut and its slider, the disk view) and the per-cluster
+layers (`_cluster_layers`), and applies the chosen level to the layers in `apply_level`."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QSpinBox,
-    QStackedWidget,
     QWidget,
 )
-from superqt import QLabeledDoubleSlider, QLabeledSlider
-from superqt.utils import qthrottled, signals_blocked
 
 from ..core.progress import format_metric
-from ._common import (
-    INT_MAX,
-    MODEL_DIR,
-    DeviceChooser,
-    LayerPicker,
-    notify_error,
-    scrollable_layout,
-    spacing_of,
-    start_job,
-    volume_of,
-)
 from .._layer_labels import LOOKUP_KEY
 from ._binning import binned_placement, binned_segment_jobs, binning_field
 from ._cluster_colormap import cluster_colors, level_view
-from ._poincare_view import PoincareView
+from ._cluster_layers import ClusterLayers
+from ._common import (
+    INT_MAX,
+    DeviceChooser,
+    LayerPicker,
+    model_load_button,
+    notify_error,
+    scrollable_layout,
+    spacing_of,
+    volume_of,
+)
+from ._hierarchy_panel import HierarchyPanel
 from ._session import ModelEntry, load_model_file, session_for
+from ._worker_widget import WorkerWidget
 
 if TYPE_CHECKING:
     import napari
 
-MODE_K = "number of clusters (k)"
-MODE_RADIUS = "ball radius"
-DEFAULT_K = 4
 
-
-class SegmentWidget(QWidget):
+class SegmentWidget(WorkerWidget):
     """Segment an image layer once, finely, then explore coarser levels with the hierarchy slider."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer, parent)
         self.session = session_for(napari_viewer)
-        self.worker = None
-        self._stop = threading.Event()
         self._pending: list[tuple[Image, Any, dict]] = []   # (layer, data, binned holder) of the run
         self._pending_model: ModelEntry | None = None
         self._current = ""   # which image of a run over several is being segmented
@@ -76,7 +67,7 @@ class SegmentWidget(QWidget):
         self.source_name = ""
         self._image_layer: Image | None = None
         self.labels_layer: Labels | None = None
-        self.cluster_layers: list[Labels] = []
+        self._cluster_layers = ClusterLayers(napari_viewer)
 
         self.image = LayerPicker(napari_viewer, Image, multiple=False,
                                  tooltip="The 3D image layer to segment.")
@@ -93,9 +84,8 @@ class SegmentWidget(QWidget):
         self.model.setMinimumContentsLength(12)
         self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model.currentIndexChanged.connect(self._update_enabled)
-        self.load_button = QPushButton("Load model…")
-        self.load_button.setToolTip("Load a model file (.pt) saved by napari-hypseg.")
-        self.load_button.clicked.connect(self._browse_model)
+        self.load_button = model_load_button(self.load_model, "Load a model file (.pt) saved by napari-hypseg.",
+                                             self)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.load_button)
@@ -120,7 +110,6 @@ class SegmentWidget(QWidget):
         self.segment_button.clicked.connect(self.start_segmentation)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop the segmentation; layers already shown are kept.")
-        self.stop_button.clicked.connect(self.stop)
         buttons = QHBoxLayout()
         buttons.addWidget(self.segment_button)
         buttons.addWidget(self.stop_button)
@@ -128,38 +117,15 @@ class SegmentWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setToolTip("Progress of the current segmentation and what is shown.")
 
-        # --- hierarchy explorer
-        self.mode = QComboBox()
-        self.mode.addItems([MODE_K, MODE_RADIUS])
-        self.mode.setToolTip(
-            "How to cut the cluster tree: into k clusters, or by a radius in the Poincaré ball "
-            "(fine clusters whose common ancestor lies at least that far from the centre merge; "
-            "small radius = coarse).")
-        self.k_slider = QLabeledSlider(Qt.Orientation.Horizontal)
-        self.k_slider.setRange(1, 16)
-        self.k_slider.setValue(DEFAULT_K)
-        self.k_slider.setToolTip("Number of clusters: 1 = everything together, n fine = the finest level.")
-        self.radius_slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-        self.radius_slider.setDecimals(2)
-        self.radius_slider.setRange(0.0, 1.0)
-        self.radius_slider.setValue(0.5)
-        self.radius_slider.setToolTip("Ball radius of the cut (see 'cut by').")
-        self.sliders = QStackedWidget()
-        self.sliders.addWidget(self.k_slider)
-        self.sliders.addWidget(self.radius_slider)
-        self.sliders.setFixedHeight(self.k_slider.sizeHint().height())
-        self.per_cluster = QCheckBox("one layer per cluster")
-        self.per_cluster.setToolTip("Also show each cluster of the current level as its own Labels "
-                                    "layer (to hide, recolour or export clusters one by one).")
-        self.level_info = QLabel("")
-        self.level_info.setWordWrap(True)
-        self.poincare = PoincareView()
-
-        self._apply_soon = qthrottled(self.apply_level, timeout=80, leading=True, parent=self)
-        self.mode.currentIndexChanged.connect(self._mode_changed)
-        self.k_slider.valueChanged.connect(self._apply_soon)
-        self.radius_slider.valueChanged.connect(self._apply_soon)
-        self.per_cluster.toggled.connect(self._per_cluster_toggled)
+        self.hierarchy = HierarchyPanel()
+        self.hierarchy.level_changed.connect(self.apply_level)
+        self.hierarchy.per_cluster.toggled.connect(self._per_cluster_toggled)
+        # The panel's controls, also reachable here: scripts and tests drive the widget by them.
+        self.mode = self.hierarchy.mode
+        self.k_slider = self.hierarchy.k_slider
+        self.radius_slider = self.hierarchy.radius_slider
+        self.per_cluster = self.hierarchy.per_cluster
+        self.poincare = self.hierarchy.poincare
 
         form = QFormLayout()
         form.addRow("image", self.image.widget.native)
@@ -169,13 +135,6 @@ class SegmentWidget(QWidget):
         form.addRow("seed", self.seed)
         form.addRow("binning", self.binning)
         form.addRow("device", self.devices)
-        self.hierarchy = QGroupBox("Hierarchy")
-        hierarchy_form = QFormLayout(self.hierarchy)
-        hierarchy_form.addRow("cut by", self.mode)
-        hierarchy_form.addRow("level", self.sliders)
-        hierarchy_form.addRow(self.per_cluster)
-        hierarchy_form.addRow(self.level_info)
-        hierarchy_form.addRow(self.poincare)
         layout = scrollable_layout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
@@ -183,9 +142,11 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.hierarchy)
         layout.addStretch(1)
 
+        self._run_controls(self.segment_button, self.stop_button,
+                           locked=(self.model, self.load_button, self.n_fine, self.seed, self.devices, self.binning,
+                                   self.image.widget.native, self.every_selected))
         self.session.models_changed.connect(self._models_changed)
         self._models_changed(None)
-        self._set_running(False)
 
     # ------------------------------------------------------------------ models
 
@@ -207,29 +168,11 @@ class SegmentWidget(QWidget):
     def selected_model(self) -> ModelEntry | None:
         return self.model.currentData()
 
-    def _browse_model(self) -> None:
-        start = str(MODEL_DIR) if MODEL_DIR.exists() else str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Load a napari-hypseg model", start,
-                                              "napari-hypseg models (*.pt);;All files (*)")
-        if path:
-            self.load_model(path)
-
     def load_model(self, path: str | Path) -> ModelEntry | None:
         """Load a model file and select it (what "Load model…" does after its dialog)."""
         return load_model_file(self.session, path)
 
     # ------------------------------------------------------------------ state
-
-    @property
-    def running(self) -> bool:
-        return self.worker is not None
-
-    def _set_running(self, running: bool) -> None:
-        for widget in (self.model, self.load_button, self.n_fine, self.seed, self.devices, self.binning,
-                       self.image.widget.native, self.every_selected):
-            widget.setEnabled(not running)
-        self.stop_button.setEnabled(running)
-        self._update_enabled()
 
     @property
     def images(self) -> list[Image]:
@@ -240,9 +183,11 @@ class SegmentWidget(QWidget):
         return [layer for layer in self.viewer.layers
                 if layer in selected and isinstance(layer, Image) and not layer.rgb]
 
+    def _ready(self) -> bool:
+        return bool(self.images) and self.selected_model is not None
+
     def _update_enabled(self, *_: Any) -> None:
-        ready = bool(self.images) and self.selected_model is not None
-        self.segment_button.setEnabled(ready and not self.running)
+        super()._update_enabled()
         if not self.running:
             if self.selected_model is None:
                 self.segment_button.setToolTip("Train a model (Train widget) or load one first.")
@@ -263,13 +208,12 @@ class SegmentWidget(QWidget):
         if not layers or entry is None:
             show_error("Choose an image layer and a model before segmenting.")
             return
-        self._stop = threading.Event()
         self._pending = [(layer, volume_of(layer), {}) for layer in layers]
         self._pending_model = entry
         names = ", ".join(layer.name for layer in layers)
         self.status.setText(f"Segmenting {names} with {entry.name} into {self.n_fine.value()} "
                             f"fine clusters on {self.devices.device}…")
-        self.worker = start_job(
+        self._start_run(
             binned_segment_jobs,
             entry.trained,
             [data for _, data, _ in self._pending],
@@ -278,21 +222,11 @@ class SegmentWidget(QWidget):
             n_fine=self.n_fine.value(),
             device=self.devices.device,
             seed=self.seed.value(),
-            owner=self,
-            stop=self._stop,
             description="HypSeg segmentation",
             total=0,
             on_event=self._on_progress,
             on_result=self._on_segmented,
-            on_finish=self._on_finished,
         )
-        self._set_running(True)  # after the worker exists: `running` is read by the enabled states
-
-    def stop(self) -> None:
-        if self.running:
-            self._stop.set()
-            self.stop_button.setEnabled(False)
-            self.status.setText(self.status.text() + "<br><b>Stopping…</b>")
 
     def _on_progress(self, event: Any) -> None:
         if event.stage == "images":   # a run over several layers moves on to the next one
@@ -328,50 +262,32 @@ class SegmentWidget(QWidget):
                                                          self.binning.currentData())
         self.source_name = layer.name
         self._image_layer = layer
-        if new_source:  # a new image gets its own result layer; the old one stays as it is
+        if new_source:  # a new image gets its own result layers; the old ones stay as they are
             self.labels_layer = None
-            self.cluster_layers = []
+            self._cluster_layers.forget()
         n_fine = int(segmentation.hierarchy.n_fine)
-        low, high = (float(v) for v in segmentation.hierarchy.radius_range)
-        with signals_blocked(self.k_slider), signals_blocked(self.radius_slider):
-            self.k_slider.setRange(1, n_fine)
-            if new_source:
-                self.k_slider.setValue(min(DEFAULT_K, n_fine))
-            self.radius_slider.setRange(low, high)
-            self.radius_slider.setValue((low + high) / 2)
-        self.hierarchy.setEnabled(True)
-        disk = segmentation.hierarchy.geometry == "hyperbolic"
-        self.radius_slider.setToolTip(
-            "Ball radius of the cut: fine clusters whose common ancestor lies farther than this from the "
-            "centre of the ball are merged; small = coarse, large = fine." if disk else
-            "Distance threshold of the cut (Euclidean model): fine clusters closer than this are merged; "
-            "small = fine, large = coarse.")
-        self.poincare.show_points(segmentation.sample_points, np.zeros((len(segmentation.sample_points), 4)),
-                                  disk=disk)
+        self.hierarchy.follow(segmentation, keep_k=not new_source)
         self.apply_level()
         self.status.setText(f"Segmented {layer.name} into {n_fine} fine clusters with {entry.name}. "
                             "Move the slider to merge them.")
         show_info(f"Segmentation of {layer.name} done ({n_fine} fine clusters).")
 
-    def _on_finished(self) -> None:
-        self.worker = None
+    def _run_ended(self) -> None:
         self._pending = []
         self._pending_model = None
         self._current = ""
-        self._set_running(False)
 
-    # ------------------------------------------------------------------ hierarchy
-
-    def _mode_changed(self, index: int) -> None:
-        self.sliders.setCurrentIndex(index)
-        self.apply_level()
+    # ------------------------------------------------------------------ the level shown
 
     @property
     def level(self) -> tuple[str, float]:
-        """("k", k) or ("radius", r): the cut the slider shows."""
-        if self.mode.currentText() == MODE_K:
-            return "k", self.k_slider.value()
-        return "radius", float(self.radius_slider.value())
+        """("k", k) or ("radius", r): the cut the hierarchy slider shows."""
+        return self.hierarchy.level
+
+    @property
+    def cluster_layers(self) -> list[Labels]:
+        """The per-cluster layers shown ("one layer per cluster"), in cluster order."""
+        return self._cluster_layers.layers
 
     def apply_level(self, *_: Any) -> None:
         """Show the segmentation at the slider's level: one lookup in the core, layers updated in place."""
@@ -379,12 +295,7 @@ class SegmentWidget(QWidget):
         if segmentation is None:
             return
         mode, value = self.level
-        if mode == "k":
-            lookup = segmentation.hierarchy.lookup_at_k(int(value))
-            tag = f"k={int(value)}"
-        else:
-            lookup = segmentation.hierarchy.lookup_at_radius(value)
-            tag = f"r={value:.2f}"
+        lookup, tag = self.hierarchy.cut(segmentation.hierarchy)
         # The layer keeps the fine labels; a level is a colour table (O(n_fine), see _cluster_colormap).
         layer = self._show_labels(segmentation.fine_labels)
         view = level_view(segmentation, lookup, self.image_data, self.spacing)
@@ -398,11 +309,11 @@ class SegmentWidget(QWidget):
             LOOKUP_KEY: [int(v) for v in lookup],
         }
         clusters = [int(c) for c in np.unique(lookup[1:])]
-        self.level_info.setText(f"{len(clusters)} clusters ({tag})")
+        self.hierarchy.level_info.setText(f"{len(clusters)} clusters ({tag})")
         if self.per_cluster.isChecked():   # the only per-voxel work of a move, and only when asked
-            self._show_cluster_layers(segmentation.labels_from_lookup(lookup), clusters, tag, layer)
-        self.poincare.set_level(_colors(layer, lookup[segmentation.sample_labels]),
-                                view.coarse_centroids, _colors(layer, clusters))
+            self._cluster_layers.show(segmentation.labels_from_lookup(lookup), clusters, tag, layer)
+        self.poincare.set_level(cluster_colors(lookup[segmentation.sample_labels]), view.coarse_centroids,
+                                cluster_colors(clusters))
 
     def _show_labels(self, labels: np.ndarray) -> Labels:
         layer = self.labels_layer
@@ -423,49 +334,8 @@ class SegmentWidget(QWidget):
         )
         return self.labels_layer
 
-    def _show_cluster_layers(self, labels: np.ndarray, clusters: list[int], tag: str, parent: Labels) -> None:
-        """One binary Labels layer per cluster, coloured like the cluster in the main layer.
-
-        Existing layers are updated in place and only the difference is added or removed: fewer
-        layer-list changes, and never a removal and an addition in one event-loop turn, which makes
-        vispy lose the new layers' textures ("Could not find texture with id ...", then a crash).
-        """
-        alive = [layer for layer in self.cluster_layers if layer in self.viewer.layers]
-        for layer in alive[len(clusters):]:
-            self.viewer.layers.remove(layer)
-        alive = alive[:len(clusters)]
-        colors = _colors(parent, clusters)
-        layers = []
-        for i, cluster in enumerate(clusters):
-            mask = (labels == cluster).astype(np.uint8)
-            name = f"cluster {cluster} ({tag})"
-            colormap = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: colors[i]})
-            if i < len(alive):
-                layer = alive[i]
-                layer.data = mask
-                layer.name = name
-                layer.colormap = colormap
-            else:
-                layer = self.viewer.add_labels(
-                    mask, name=name, colormap=colormap, scale=parent.scale, translate=parent.translate,
-                    units=parent.units, axis_labels=parent.axis_labels,
-                    metadata={"hypseg_volume": dict(parent.metadata.get("hypseg_volume") or {})},
-                )
-            layer.metadata["hypseg_cluster"] = cluster
-            layers.append(layer)
-        self.cluster_layers = layers
-
     def _per_cluster_toggled(self, on: bool) -> None:
         if on:
             self.apply_level()
             return
-        for layer in self.cluster_layers:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        self.cluster_layers = []
-
-
-
-def _colors(layer: Labels, values: Any) -> np.ndarray:
-    """RGBA colours of these coarse cluster ids, as the level's colour table draws them."""
-    return cluster_colors(values)
+        self._cluster_layers.remove()

@@ -25,24 +25,23 @@ from ..core.config import DEFAULT_PRESET, PRESETS
 from ..core.errors import HypsegError
 from ..core.progress import LOSS_TERMS, format_metric
 from ._common import (
-    MODEL_DIR,
+    MODEL_FILTER,
     DeviceChooser,
     LayerPicker,
     confirm_overwrite,
     default_model_path,
+    model_load_button,
     scrollable_layout,
-    start_job,
     volume_of,
 )
 from ._binning import binned, binning_field, in_memory
 from ._config_form import ConfigForm
 from ._loss_plot import LossPlot
 from ._session import ModelEntry, load_model_file, session_for
+from ._worker_widget import WorkerWidget
 
 if TYPE_CHECKING:
     import napari
-
-MODEL_FILTER = "napari-hypseg models (*.pt);;All files (*)"
 
 
 def _train_job(volumes: list, config: Any, *, checkpoint_path: Path, resume: Path | None, device: str,
@@ -55,17 +54,16 @@ def _train_job(volumes: list, config: Any, *, checkpoint_path: Path, resume: Pat
                              stop=stop))
 
 
-class TrainWidget(QWidget):
+class TrainWidget(WorkerWidget):
     """Train a hyperbolic VAE on image layers, watch the losses, stop at any step, or load a model."""
 
+    STOPPING = "Stopping after this step…"
+
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer, parent)
         self.session = session_for(napari_viewer)
-        self.worker = None
         self.last_model: ModelEntry | None = None
         self.last_event: Any = None  # the latest Progress of the current or last run
-        self._stop = threading.Event()
         self._path_is_automatic = True
 
         self.images = LayerPicker(
@@ -112,10 +110,8 @@ class TrainWidget(QWidget):
         self.train_button.clicked.connect(self.start_training)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Finish the current step, save the model file and keep the model.")
-        self.stop_button.clicked.connect(self.stop)
-        self.load_button = QPushButton("Load model…")
-        self.load_button.setToolTip("Use a model trained before (a .pt file) instead of training.")
-        self.load_button.clicked.connect(self._browse_model)
+        self.load_button = model_load_button(self.load_model, "Use a model trained before (a .pt file) "
+                                             "instead of training.", self)
         buttons = QHBoxLayout()
         for button in (self.train_button, self.stop_button, self.load_button):
             buttons.addWidget(button)
@@ -142,22 +138,16 @@ class TrainWidget(QWidget):
         layout.addWidget(self.loss_plot)
         layout.addStretch(1)
         self._model_added(self.session.models[-1] if self.session.models else None)
-        self._set_running(False)
+        self._run_controls(self.train_button, self.stop_button,
+                           locked=(self.load_button, self.preset, self.form, self.devices, self.binning,
+                                   self.checkpoint, self.images.widget.native))
 
     # ------------------------------------------------------------------ state
 
-    @property
-    def running(self) -> bool:
-        return self.worker is not None
-
-    def _set_running(self, running: bool) -> None:
-        self.train_button.setEnabled(not running)
-        self.load_button.setEnabled(not running)
-        self.stop_button.setEnabled(running)
-        for widget in (self.preset, self.form, self.devices, self.binning, self.checkpoint, self.images.widget.native):
-            widget.setEnabled(not running)
+    def _update_enabled(self, *_: Any) -> None:
+        super()._update_enabled()
         resumable = self.last_model is not None and self.last_model.path is not None
-        self.resume.setEnabled(resumable and not running)
+        self.resume.setEnabled(resumable and not self.running)
 
     def _apply_preset(self, name: str) -> None:
         self.form.set_config(PRESETS[name])
@@ -188,12 +178,6 @@ class TrainWidget(QWidget):
         if path:
             self.checkpoint.setText(path)
             self._path_is_automatic = False
-
-    def _browse_model(self) -> None:
-        start = str(MODEL_DIR) if MODEL_DIR.exists() else str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Load a napari-hypseg model", start, MODEL_FILTER)
-        if path:
-            self.load_model(path)
 
     # ------------------------------------------------------------------ actions
 
@@ -233,12 +217,10 @@ class TrainWidget(QWidget):
 
         resume = self.last_model.path if self.resume.isChecked() and self.last_model is not None else None
         self.checkpoint.setText(str(path))
-        self._stop = threading.Event()
         self.loss_plot.clear()
         self.status.setText(f"Starting: {config.steps} steps on {len(layers)} image(s), "
                             f"device {self.devices.device}…")
-        self._set_running(True)
-        self.worker = start_job(
+        self._start_run(
             _train_job,
             [volume_of(layer) for layer in layers],
             config,
@@ -246,21 +228,11 @@ class TrainWidget(QWidget):
             resume=resume,
             device=self.devices.device,
             factor=self.binning.currentData(),
-            owner=self,
-            stop=self._stop,
             description="HypSeg training",
             total=config.steps,
             on_event=self._on_progress,
             on_result=self._on_trained,
-            on_finish=self._on_finished,
         )
-
-    def stop(self) -> None:
-        """Ask the run to stop after the current step; the core saves the model and returns it."""
-        if self.running:
-            self._stop.set()
-            self.stop_button.setEnabled(False)
-            self.status.setText(self.status.text() + "<br><b>Stopping after this step…</b>")
 
     # ------------------------------------------------------------------ worker callbacks
 
@@ -292,9 +264,7 @@ class TrainWidget(QWidget):
         self.status.setText(self.status.text() + f"<br>Done: model <b>{self.last_model.name}</b> "
                             "is ready in the Segment widget.")
 
-    def _on_finished(self) -> None:
-        self.worker = None
+    def _run_ended(self) -> None:
         self.resume.setChecked(False)
-        self._set_running(False)
         if self._path_is_automatic:
             self.checkpoint.setText(str(default_model_path(Path(self.checkpoint.text()).parent)))
