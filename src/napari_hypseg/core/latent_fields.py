@@ -55,6 +55,20 @@ def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "h
     return latents
 
 
+def _tangent_slabs(latents: np.ndarray, rows: int, geometry: str, curvature: float):
+    """(start, slab) over slabs of `rows` Z planes: float32 latents, mapped to the tangent space at the
+    origin for a hyperbolic field (where averages and standardisation are taken)."""
+    import torch
+
+    from . import manifold
+
+    for start in range(0, latents.shape[0], rows):
+        slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
+        if geometry == "hyperbolic":
+            slab = manifold.logmap0(slab, curvature=curvature)
+        yield start, slab.numpy()
+
+
 def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, fine_counts: np.ndarray, sigmas, *,
                          geometry: str = "hyperbolic", curvature: float = 1.0,
                          slab_voxels: int = CHUNK_VOXELS) -> list[np.ndarray]:
@@ -79,11 +93,8 @@ def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, fine_coun
     sums = np.zeros((len(sigmas), n_fine, latents.shape[-1]))
     for channel in range(latents.shape[-1]):
         tangent = np.empty(latents.shape[:3], dtype=np.float32)
-        for start in range(0, latents.shape[0], rows):
-            slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
-            if hyperbolic:
-                slab = manifold.logmap0(slab, curvature=curvature)
-            tangent[start:start + rows] = slab[..., channel].numpy()
+        for start, slab in _tangent_slabs(latents, rows, geometry, curvature):
+            tangent[start:start + rows] = slab[..., channel]
         for index, sigma in enumerate(sigmas):
             smoothed = ndimage.gaussian_filter(tangent, float(sigma), mode="nearest") if sigma > 0 else tangent
             for start in range(0, latents.shape[0], rows):
@@ -108,9 +119,6 @@ def joint_features(latents: np.ndarray, image: np.ndarray, weight: float, *, geo
     columns are computed in slabs of Z with enough margin to equal those of the whole volume, so
     only a slab of the image's filters is in RAM at a time.
     """
-    import torch
-
-    from . import manifold
     from .baselines import MULTISCALE_HALO, multiscale_columns
 
     d = latents.shape[-1]
@@ -118,11 +126,8 @@ def joint_features(latents: np.ndarray, image: np.ndarray, weight: float, *, geo
     joint = np.empty(shape + (d + 6,), dtype=np.float32) if out is None else out
     plane = max(1, math.prod(shape[1:]))
     rows = max(1, slab_voxels // plane)
-    for start in range(0, shape[0], rows):
-        slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
-        if geometry == "hyperbolic":
-            slab = manifold.logmap0(slab, curvature=curvature)
-        joint[start:start + rows, ..., :d] = slab.numpy()
+    for start, slab in _tangent_slabs(latents, rows, geometry, curvature):
+        joint[start:start + rows, ..., :d] = slab
     feature_rows = max(rows, 2 * MULTISCALE_HALO)
     for start in range(0, shape[0], feature_rows):
         low, high = max(0, start - MULTISCALE_HALO), min(shape[0], start + feature_rows + MULTISCALE_HALO)
