@@ -8,13 +8,15 @@ included, unmatched classes count 0; k = 2 / 4 / 8 for levels 1 / 2 / 3, core/ev
 - the ablation rows in ABLATIONS (each a configuration change of the default);
 - the four classical baselines (core/baselines.py);
 on (a) the regular and irregular synthetic sets -- 8 training volumes (seeds 0-7), test volumes of
-seeds 5000+ that no setting was ever tuned on (tuning used seeds 2000-2004, see docs/tuning.md) -- and
+seeds 5000+ that no setting was ever tuned on (`--split validation` scores the volumes of seeds 2000+
+instead, on which settings are chosen; see docs/tuning.md) -- and
 (b) the MNI152 T1 template shipped with nilearn, binned to 2 mm (truth: background / brain, then background / grey /
 white / other matter), the model trained on the volume itself. Per-class Dice and the mean, per level.
 Also the hyperbolic check: the mean radius in the ball of the coarse clusters' centroids at each level.
 
     python benchmarks/quality.py                                  # everything: about 1-2 hours on 2 CPU cores
     python benchmarks/quality.py --sets regular --n-test 5 --train-seeds 0 --no-mni --no-write   # a quick look
+    python benchmarks/quality.py --split validation --train-seeds 0 --ablations inference --no-mni  # tuning
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from napari_hypseg.core.evaluation import (  # noqa: E402
     LEVEL_K,
     TOY_TEST_SEED,
     TOY_TRAIN_VOLUMES,
+    TOY_VALIDATION_SEED,
     mean_dice,
     score_levels,
 )
@@ -51,6 +54,7 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
     "default without the texture target (texture_weight 0)": ({"texture_weight": 0.0}, {}),
     "default with the oriented texture descriptor": ({"texture_descriptor": "oriented"}, {}),
     "default without image features (image_features 0)": ({}, {"image_features": 0.0}),
+    "default with k-means fine clusters (fine_clustering kmeans)": ({}, {"fine_clustering": "kmeans"}),
 }
 """Row name -> (configuration overrides of the default preset, segment() keyword overrides)."""
 MNI_LEVELS = {1: ("background", "brain"), 2: ("background", "grey matter", "white matter", "other")}
@@ -105,9 +109,11 @@ def summarise(name, runs, class_names, level_k):
 def toy_section(variant, args, rows):
     irregular = variant == "irregular"
     volumes = [make_toy_volume(i, irregular=irregular).image for i in range(TOY_TRAIN_VOLUMES)]
-    tests = [(t.image, t.truth) for t in (make_toy_volume(TOY_TEST_SEED + i, irregular=irregular)
+    first = TOY_VALIDATION_SEED if args.split == "validation" else TOY_TEST_SEED
+    tests = [(t.image, t.truth) for t in (make_toy_volume(first + i, irregular=irregular)
                                           for i in range(args.n_test))]
-    print(f"[quality] {variant}: {len(volumes)} training volumes, {len(tests)} test volumes", flush=True)
+    print(f"[quality] {variant}: {len(volumes)} training volumes, {len(tests)} {args.split} volumes "
+          f"(seeds {first}+)", flush=True)
     return evaluate(tests, volumes, rows, args, LEVEL_CLASSES, LEVEL_K)
 
 
@@ -164,7 +170,10 @@ def _bin2(volume: np.ndarray) -> np.ndarray:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="*", default=["regular", "irregular"], choices=["regular", "irregular"])
-    parser.add_argument("--n-test", type=int, default=20)
+    parser.add_argument("--n-test", type=int, default=20, help="volumes scored per synthetic set")
+    parser.add_argument("--split", choices=["test", "validation"], default="test",
+                        help="score the test volumes (seeds %d+, the default: what is reported) or the validation "
+                             "volumes (seeds %d+, on which settings are chosen)" % (TOY_TEST_SEED, TOY_VALIDATION_SEED))
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ablations", nargs="?", const="all", choices=["all", "inference"],
                         help="also the ablation rows: all of them (regular set only), or only those that reuse "
@@ -195,14 +204,19 @@ def main(argv=None) -> int:
     print("\n" + body)
     if not args.no_write:
         steps = get_preset(DEFAULT_PRESET).steps
+        first, kind = ((TOY_VALIDATION_SEED, "validation") if args.split == "validation" else
+                       (TOY_TEST_SEED, "unseen test"))
         intro = (f"Default preset `{DEFAULT_PRESET}` ({steps} training steps), trained once per seed "
                  f"{', '.join(map(str, args.train_seeds))}; cells are mean ± standard deviation over those trainings "
-                 f"of the mean Dice over {args.n_test} unseen test volumes (seeds {TOY_TEST_SEED}+; models trained on "
+                 f"of the mean Dice over {args.n_test} {kind} volumes (seeds {first}+; models trained on "
                  f"seeds 0-{TOY_TRAIN_VOLUMES - 1}). Baselines are deterministic. \"best baseline\" is the best classical row "
                  f"per level; \"margin\" is the default's lead over it.\n\n")
         parts = [*args.sets, *([] if args.no_mni else ["MNI152"])]
-        key = "quality_" + "_".join(part.lower() for part in parts)
-        write_section(key, f"Quality: the learnt hierarchy against hand-made features ({', '.join(parts)})", intro + body,
+        key = "quality_" + "_".join(part.lower() for part in parts) + ("_validation" if args.split == "validation" else "")
+        title = f"Quality: the learnt hierarchy against hand-made features ({', '.join(parts)})"
+        if args.split == "validation":
+            title += ", validation volumes"
+        write_section(key, title, intro + body,
                       script=__file__, argv=argv, device=args.device)
     return 0
 

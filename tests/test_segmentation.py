@@ -209,20 +209,22 @@ def test_hierarchy_scales_reach_the_tree(image):
 
 
 def test_image_features_shape_the_fine_clusters_and_the_first_merges(image):
-    """With image features on (the fast preset), every voxel lies in the fine cluster whose centre is
-    nearest in the joint (latents + features) space, the tree starts there, and its coarser stage,
-    its heights and the centroids stay in the ball."""
+    """With image features on (the fast preset) and k-means, every voxel lies in the fine cluster whose
+    centre is nearest in the joint (latents + features) space, the tree starts there, and its coarser
+    stage, its heights and the centroids stay in the ball."""
     from napari_hypseg.core.latent_fields import clustering_field, joint_features
 
     trained = _trained(image)
     assert trained.config.image_features == 0.5
-    joint = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
+    joint = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)],
+                                      fine_clustering="kmeans"))
     alone = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)],
                                       image_features=0))
     assert [(k, geometry) for k, _, geometry in joint.hierarchy.coarser] == [(6, "euclidean"), (3, "hyperbolic")]
     assert [(k, geometry) for k, _, geometry in alone.hierarchy.coarser] == [(3, "hyperbolic")]
     assert not np.array_equal(joint.fine_labels, alone.fine_labels)
-    again = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
+    again = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)],
+                                      fine_clustering="kmeans"))
     assert np.array_equal(again.fine_labels, joint.fine_labels)
     assert np.array_equal(again.hierarchy.merges, joint.hierarchy.merges)
     features = joint_features(run_to_completion(clustering_field(trained, image)), image, 0.5).reshape(-1, 9)
@@ -233,6 +235,33 @@ def test_image_features_shape_the_fine_clusters_and_the_first_merges(image):
     assert np.all((joint.hierarchy.heights >= 0) & (joint.hierarchy.heights < 1.0))
     with pytest.raises(ConfigError, match="image_features must be a number >= 0"):
         run_to_completion(segment(trained, image, n_fine=6, device="cpu", image_features=-1.0))
+
+
+def test_a_gaussian_mixture_finds_the_fine_clusters_of_the_joint_space(image):
+    """The fast preset's fine clusters are the components of a Gaussian mixture fitted on the joint
+    features (the same partition as the estimator on its own gives), reproducible for a seed, unlike
+    k-means' partition; the tree still starts in the joint space and ends in the ball."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_hypseg.core.latent_fields import clustering_field, joint_features
+    from napari_hypseg.core.mixture import GaussianMixtureClusters
+
+    trained = _trained(image)
+    assert trained.config.fine_clustering == "gaussian_mixture"
+    mixture = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
+    kmeans = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)],
+                                       fine_clustering="kmeans"))
+    again = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
+    assert np.array_equal(again.fine_labels, mixture.fine_labels)
+    assert np.array_equal(again.hierarchy.merges, mixture.hierarchy.merges)
+    assert adjusted_rand_score(mixture.fine_labels.ravel(), kmeans.fine_labels.ravel()) < 0.99
+    features = joint_features(run_to_completion(clustering_field(trained, image)), image, 0.5).reshape(-1, 9)
+    alone = GaussianMixtureClusters(6, random_state=1).fit_predict(features)
+    assert adjusted_rand_score(alone, mixture.fine_labels.ravel()) > 0.999
+    assert [(k, geometry) for k, _, geometry in mixture.hierarchy.coarser] == [(6, "euclidean"), (3, "hyperbolic")]
+    assert np.all((mixture.hierarchy.heights >= 0) & (mixture.hierarchy.heights < 1.0))
+    with pytest.raises(ConfigError, match="fine_clustering must be one of"):
+        run_to_completion(segment(trained, image, n_fine=6, device="cpu", fine_clustering="spectral"))
 
 
 def test_joint_features_in_slabs_equal_the_whole_volume(image):

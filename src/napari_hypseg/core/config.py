@@ -15,6 +15,8 @@ GEOMETRIES = ("hyperbolic", "euclidean")
 PRECISIONS = ("auto", "float32", "bfloat16")
 """Arithmetic of the encoder at inference (see device.inference_dtype)."""
 TEXTURE_DESCRIPTOR_NAMES = ("amplitude", "oriented")
+FINE_CLUSTERINGS = ("kmeans", "gaussian_mixture")
+"""Ways of finding the fine clusters of the joint space (HypsegConfig.fine_clustering)."""
 """Names of losses.TEXTURE_DESCRIPTORS, listed here so that a configuration is checked without torch."""
 
 
@@ -99,6 +101,12 @@ class HypsegConfig:
     there would put dark organelles outside their cell). Edges and brightness sharpen the fine
     partition; the latents add the texture and context the features miss (docs/tuning.md, seventh
     round). 0 = the latents alone."""
+    fine_clustering: str = "kmeans"
+    """How the fine clusters of the joint space (image_features > 0) are found: "kmeans", or
+    "gaussian_mixture" -- a Gaussian per cluster with its own full covariance (core/mixture.py), which
+    follows the elongated, unequal clouds a structure's voxels form there instead of cutting them into
+    equal spheres (docs/tuning.md, eighth round). The latents alone (image_features 0) are clustered by
+    k-means in the ball either way."""
 
     @property
     def patch_size(self) -> int:
@@ -146,6 +154,8 @@ class HypsegConfig:
              f"latent_smoothing must be a number >= 0 (sigma in voxels; 0 = off), got {self.latent_smoothing!r}")
         need(_non_negative_number(self.texture_weight),
              f"texture_weight must be a number >= 0 (0 = off), got {self.texture_weight!r}")
+        need(self.fine_clustering in FINE_CLUSTERINGS,
+             f"fine_clustering must be one of {FINE_CLUSTERINGS}, got {self.fine_clustering!r}")
         need(_non_negative_number(self.image_features),
              f"image_features must be a number >= 0 (0 = the latents alone), got {self.image_features!r}")
         scales = self.hierarchy_scales
@@ -198,6 +208,7 @@ PRESETS: dict[str, HypsegConfig] = {
         intensity_jitter=2.0,
         texture_weight=30.0,
         image_features=0.5,
+        fine_clustering="gaussian_mixture",
         latent_dim=3,
         encoder_channels=(16, 32, 32, 64),
         hidden=64,

@@ -65,9 +65,9 @@ def _one_cpu_thread(device: torch.device):
         torch.set_num_threads(previous)
 
 
-class _ChunkedKMeans(ClusterMixin, BaseEstimator):
-    """scikit-learn estimator plumbing shared by both geometries: parameters are stored as given and
-    checked in fit(), fitting on a random sample, chunked prediction."""
+class _ChunkedClusters(ClusterMixin, BaseEstimator):
+    """scikit-learn estimator plumbing shared by both k-means and the Gaussian mixture (mixture.py):
+    parameters are stored as given and checked in fit(), fitting on a random sample, chunked prediction."""
 
     def _check_params(self) -> None:
         integer("n_clusters", self.n_clusters, minimum=1)
@@ -104,7 +104,8 @@ class _ChunkedKMeans(ClusterMixin, BaseEstimator):
         return self.fit(X).predict(X)
 
     def predict(self, X) -> np.ndarray:
-        """Label every row of X (N, d) by its nearest centroid (int32), `chunk_size` rows at a time."""
+        """Label every row of X (N, d) by its cluster (int32; the nearest centroid for k-means),
+        `chunk_size` rows at a time."""
         try:
             check_is_fitted(self, "cluster_centers_")
         except SklearnNotFittedError:
@@ -120,7 +121,7 @@ class _ChunkedKMeans(ClusterMixin, BaseEstimator):
         return labels
 
 
-class PoincareKMeans(_ChunkedKMeans):
+class PoincareKMeans(_ChunkedClusters):
     """k-means in the Poincaré ball {x : c|x|² < 1}: Poincaré distances, Fréchet-mean centroids.
 
     `tol` is relative: a restart stops when an iteration lowers its inertia by less than tol × inertia.
@@ -275,7 +276,7 @@ def _squared_distance_from_score(score: torch.Tensor, x_sq: torch.Tensor) -> tor
     return _acosh1p(2.0 * score.clamp_min(0.0) / (1.0 - x_sq)) ** 2
 
 
-class EuclideanKMeans(_ChunkedKMeans):
+class EuclideanKMeans(_ChunkedClusters):
     """scikit-learn's k-means (greedy k-means++, `n_init` restarts) with the same sampling, restart
     subsample and chunking as PoincareKMeans, for the Euclidean model. `tol` as scikit-learn's."""
 

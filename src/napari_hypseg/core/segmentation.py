@@ -3,7 +3,8 @@
 `segment` computes every voxel's latent point (inference.latent_field), smooths that field spatially
 (a Gaussian of `config.latent_smoothing` voxels; latent_fields.py), clusters a sample of them
 finely with k-means in the model's geometry (Poincaré ball or Euclidean; or beside image features in
-a joint Euclidean space, `config.image_features`), labels every voxel by its nearest centre, and
+a joint Euclidean space, `config.image_features`, by k-means or a Gaussian mixture,
+`config.fine_clustering`), labels every voxel by its cluster, and
 builds the ClusterHierarchy over the fine clusters. A `Segmentation` then
 answers any level -- k clusters or a ball radius -- with one table lookup per voxel.
 """
@@ -146,7 +147,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
             tile: int = 64, stop: threading.Event | None = None, seed: int = 0,
             max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None,
             latent_smoothing: float | None = None, precision: str = "auto", hierarchy_scales=None,
-            image_features: float | None = None) -> Generator[Progress, None, Segmentation | None]:
+            image_features: float | None = None, fine_clustering: str | None = None
+            ) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
     Yields Progress for inference ("infer", per tile) then clustering ("cluster": the fit, then one
@@ -159,7 +161,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     levels on wider context (default: the model's `config.hierarchy_scales`; () = a tree on the
     centroids alone; see HypsegConfig). `image_features`: weight of the hand-made image features
     clustered beside the latents (default: the model's `config.image_features`; 0 = the latents
-    alone; see joint_features). `precision` of the encoder's convolutions: "auto"
+    alone; see joint_features). `fine_clustering`: "kmeans" or "gaussian_mixture" for the fine clusters
+    of that joint space (default: the model's `config.fine_clustering`). `precision` of the encoder's convolutions: "auto"
     (bfloat16 where the hardware has it natively), "float32" or "bfloat16" (see device.inference_dtype).
     """
     from .device import resolve_device
@@ -174,7 +177,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
         raise ConfigError(f"linkage for a {config.geometry} model must be one of {LINKAGES[config.geometry]}, "
                           f"got {linkage!r}")
     settings = config.with_overrides(hierarchy_scales=None if hierarchy_scales is None else
-                                     tuple(tuple(pair) for pair in hierarchy_scales), image_features=image_features)
+                                     tuple(tuple(pair) for pair in hierarchy_scales), image_features=image_features,
+                                     fine_clustering=fine_clustering)
     resolved = resolve_device(device)
     latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
                                           latents_out=latents_out, latent_smoothing=latent_smoothing,
@@ -200,15 +204,20 @@ def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, 
                       max_fit_samples, stop, context) -> Generator[Progress, None, Segmentation | None]:
     """The fine clusters (in the ball, or in the joint space when `joint` is given) and the tree."""
     config = trained.config
-    kmeans = kmeans_for(config, n_fine, seed=seed, device=device, max_fit_samples=max_fit_samples,
-                        geometry=None if joint is None else "euclidean")
+    if joint is not None and settings.fine_clustering == "gaussian_mixture":
+        from .mixture import GaussianMixtureClusters
+
+        clusterer = GaussianMixtureClusters(n_fine, max_fit_samples=max_fit_samples, random_state=seed)
+    else:
+        clusterer = kmeans_for(config, n_fine, seed=seed, device=device, max_fit_samples=max_fit_samples,
+                                geometry=None if joint is None else "euclidean")
     clustered = points if joint is None else joint.reshape(-1, joint.shape[-1])
-    n_chunks = -(-len(points) // kmeans.chunk_size)
+    n_chunks = -(-len(points) // clusterer.chunk_size)
     yield Progress("cluster", 0, n_chunks + 1, message=f"fitting {n_fine} clusters")
-    kmeans.fit(clustered)
+    clusterer.fit(clustered)
     yield Progress("cluster", 1, n_chunks + 1, message="labelling voxels")
     # Fine ids by size in the fit sample, largest first: deterministic and meaningful.
-    sample_counts = np.bincount(kmeans.labels_, minlength=n_fine)
+    sample_counts = np.bincount(clusterer.labels_, minlength=n_fine)
     order = np.argsort(-sample_counts, kind="stable")
     fine_id = np.empty(n_fine, dtype=np.uint16)
     fine_id[order] = np.arange(1, n_fine + 1)
@@ -217,32 +226,32 @@ def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, 
     for chunk in range(n_chunks):
         if stop is not None and stop.is_set():
             return None
-        rows = slice(chunk * kmeans.chunk_size, (chunk + 1) * kmeans.chunk_size)
-        fine_labels[rows] = fine_id[kmeans.predict(clustered[rows])]
+        rows = slice(chunk * clusterer.chunk_size, (chunk + 1) * clusterer.chunk_size)
+        fine_labels[rows] = fine_id[clusterer.predict(clustered[rows])]
         fine_counts += np.bincount(fine_labels[rows], minlength=n_fine + 1)
         yield Progress("cluster", chunk + 2, n_chunks + 1, message="labelling voxels")
     fine_labels = fine_labels.reshape(shape)
     scales = [(k, sigma) for k, sigma in settings.hierarchy_scales if k < n_fine]
     if joint is None:
-        centroids = kmeans.cluster_centers_[order]
+        centroids = clusterer.cluster_centers_[order]
         stages = []
     else:   # merges start in the joint space; heights and the disk view use the latent means
         centroids, *_ = regional_descriptors(latents, fine_labels, fine_counts, [0.0], geometry=config.geometry,
                                              curvature=float(config.curvature))
-        stages = [(n_fine, kmeans.cluster_centers_[order], "euclidean")]
+        stages = [(n_fine, clusterer.cluster_centers_[order], "euclidean")]
     descriptors = regional_descriptors(latents, fine_labels, fine_counts, [sigma for _, sigma in scales],
                                        geometry=config.geometry, curvature=float(config.curvature)) if scales else []
     stages += [(k, descriptor, config.geometry) for (k, _), descriptor in zip(scales, descriptors)]
     hierarchy = ClusterHierarchy.from_centroids(centroids, geometry=config.geometry, curvature=config.curvature,
                                                 weights=fine_counts[1:], linkage=linkage, coarser=stages)
     rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(len(kmeans.sample_indices_), min(SAMPLE_POINTS, len(kmeans.sample_indices_)),
+    chosen = np.sort(rng.choice(len(clusterer.sample_indices_), min(SAMPLE_POINTS, len(clusterer.sample_indices_)),
                                 replace=False))
-    sample_points = np.asarray(points[kmeans.sample_indices_[chosen]], dtype=np.float32)   # latents, not features
+    sample_points = np.asarray(points[clusterer.sample_indices_[chosen]], dtype=np.float32)   # latents, not features
     return Segmentation(
         fine_labels=fine_labels, hierarchy=hierarchy, centroids=centroids,
         fine_counts=fine_counts, sample_points=sample_points,
-        sample_labels=fine_id[kmeans.labels_[chosen]].astype(np.int64), geometry=config.geometry,
+        sample_labels=fine_id[clusterer.labels_[chosen]].astype(np.int64), geometry=config.geometry,
         curvature=float(config.curvature), context=config.context if context is None else int(context))
 
 

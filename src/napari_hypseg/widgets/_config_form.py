@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.config import GEOMETRIES, PRESETS, TEXTURE_DESCRIPTOR_NAMES, HypsegConfig
+from ..core.config import FINE_CLUSTERINGS, GEOMETRIES, PRESETS, TEXTURE_DESCRIPTOR_NAMES, HypsegConfig
 from ..core.errors import ConfigError
 from ._common import INT_MAX
 
@@ -39,6 +39,7 @@ LABELS = {
     "texture_descriptor": "texture target",
     "hierarchy_scales": "coarse-level context",
     "image_features": "image features",
+    "fine_clustering": "fine clustering",
     "checkpoint_every": "checkpoint every",
 }
 
@@ -85,6 +86,9 @@ TOOLTIPS = {
     "image_features": "Weight of six hand-made image features (smoothed intensity at four scales, edges, "
                       "local spread) clustered beside the latents for the fine clusters and the finest merges; "
                       "coarse levels stay on the latents' wider context (0 = latents only).",
+    "fine_clustering": "How the fine clusters are found beside image features: gaussian_mixture (a Gaussian "
+                       "with its own shape per cluster, which follows wide and tight structures alike) or "
+                       "kmeans (equal spheres; faster).",
     "latent_smoothing": "Sigma (voxels) of a Gaussian that smooths the latent field before clustering "
                         "(0 = off).",
     "child_min": "Smallest side (voxels) of the child patches.",
@@ -141,7 +145,8 @@ class _ScientificSpinBox(QDoubleSpinBox):
         self.setValue(value * (2.0 ** steps))
 
 
-CHOICES = {"geometry": GEOMETRIES, "texture_descriptor": TEXTURE_DESCRIPTOR_NAMES}
+CHOICES = {"geometry": GEOMETRIES, "texture_descriptor": TEXTURE_DESCRIPTOR_NAMES,
+           "fine_clustering": FINE_CLUSTERINGS}
 
 
 def _label(name: str) -> str:
