@@ -16,6 +16,24 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def training_tiffs(tmp_path_factory) -> list[str]:
+    """Two small uint16 TIFF volumes of different shapes (noise, the right half brighter): what the
+    training command line is tested on, in one process and under torchrun. Read only."""
+    import numpy as np
+    import tifffile
+
+    folder = tmp_path_factory.mktemp("training-tiffs")
+    paths = []
+    for seed, shape in ((0, (24, 24, 24)), (1, (20, 28, 24))):
+        rng = np.random.default_rng(seed)
+        image = (rng.normal(100, 10, size=shape) + 50 * (np.indices(shape)[2] > shape[2] // 2)).astype(np.uint16)
+        path = folder / f"volume{seed}.tif"
+        tifffile.imwrite(path, image)
+        paths.append(str(path))
+    return paths
+
+
 @pytest.fixture
 def notifications():
     """Every napari notification (info, warning, error) dispatched during the test."""

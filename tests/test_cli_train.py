@@ -19,16 +19,8 @@ TINY = ["--batch-size", "4", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
-def volumes(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("volumes")
-    paths = []
-    for seed, shape in ((0, (24, 24, 24)), (1, (20, 28, 24))):
-        rng = np.random.default_rng(seed)
-        image = (rng.normal(100, 10, size=shape) + 50 * (np.indices(shape)[2] > shape[2] // 2)).astype(np.uint16)
-        path = folder / f"volume{seed}.tif"
-        tifffile.imwrite(path, image)
-        paths.append(str(path))
-    return paths
+def volumes(training_tiffs):
+    return training_tiffs
 
 
 def test_train_writes_a_model_and_resume_continues_it(volumes, tmp_path, capsys):

@@ -20,16 +20,8 @@ TINY = ["--batch-size", "2", "--device", "cpu", "--seed", "7"]
 
 
 @pytest.fixture(scope="module")
-def volumes(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("volumes")
-    paths = []
-    for seed, shape in ((0, (24, 24, 24)), (1, (20, 28, 24))):
-        rng = np.random.default_rng(seed)
-        image = (rng.normal(100, 10, size=shape) + 50 * (np.indices(shape)[2] > shape[2] // 2)).astype(np.float32)
-        path = folder / f"volume{seed}.tif"
-        tifffile.imwrite(path, image)
-        paths.append(path)
-    return paths
+def volumes(training_tiffs):
+    return training_tiffs
 
 
 def torchrun(volumes, out, *extra) -> subprocess.Popen:
