@@ -127,9 +127,10 @@ def test_ctrl_c_stops_and_still_writes_the_model(volumes, tmp_path):
 
 def test_a_second_ctrl_c_aborts_without_writing(volumes, tmp_path):
     out = tmp_path / "model.pt"
-    process = start_training(volumes, out, "--checkpoint-every", "1", "--batch-size", "48")
-    assert "(saved" in process.stderr.readline()     # step 1 is saved; step 2 (about a second) runs
+    process = start_training(volumes, out, "--checkpoint-every", "1", "--batch-size", "512")
+    assert "(saved" in process.stderr.readline()     # step 1 is saved; step 2 (a second or more) runs
     saved = out.read_bytes()
+    time.sleep(0.3)                                  # ... and has surely begun: both presses land in it
     process.send_signal(signal.SIGINT)
     time.sleep(0.1)
     process.send_signal(signal.SIGINT)
