@@ -57,6 +57,8 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
     "default with k-means fine clusters (fine_clustering kmeans)": ({}, {"fine_clustering": "kmeans"}),
 }
 """Row name -> (configuration overrides of the default preset, segment() keyword overrides)."""
+SPLITS = {"test": (TOY_TEST_SEED, "unseen test"), "validation": (TOY_VALIDATION_SEED, "validation")}
+"""--split -> (seed of its first synthetic volume, how the report names its volumes)."""
 MNI_LEVELS = {1: ("background", "brain"), 2: ("background", "grey matter", "white matter", "other")}
 MNI_LEVEL_K = {1: 2, 2: 4}
 
@@ -109,7 +111,7 @@ def summarise(name, runs, class_names, level_k):
 def toy_section(variant, args, rows):
     irregular = variant == "irregular"
     volumes = [make_toy_volume(i, irregular=irregular).image for i in range(TOY_TRAIN_VOLUMES)]
-    first = TOY_VALIDATION_SEED if args.split == "validation" else TOY_TEST_SEED
+    first, _ = SPLITS[args.split]
     tests = [(t.image, t.truth) for t in (make_toy_volume(first + i, irregular=irregular)
                                           for i in range(args.n_test))]
     print(f"[quality] {variant}: {len(volumes)} training volumes, {len(tests)} {args.split} volumes "
@@ -171,7 +173,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="*", default=["regular", "irregular"], choices=["regular", "irregular"])
     parser.add_argument("--n-test", type=int, default=20, help="volumes scored per synthetic set")
-    parser.add_argument("--split", choices=["test", "validation"], default="test",
+    parser.add_argument("--split", choices=list(SPLITS), default="test",
                         help="score the test volumes (seeds %d+, the default: what is reported) or the validation "
                              "volumes (seeds %d+, on which settings are chosen)" % (TOY_TEST_SEED, TOY_VALIDATION_SEED))
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -204,18 +206,17 @@ def main(argv=None) -> int:
     print("\n" + body)
     if not args.no_write:
         steps = get_preset(DEFAULT_PRESET).steps
-        first, kind = ((TOY_VALIDATION_SEED, "validation") if args.split == "validation" else
-                       (TOY_TEST_SEED, "unseen test"))
+        first, kind = SPLITS[args.split]
         intro = (f"Default preset `{DEFAULT_PRESET}` ({steps} training steps), trained once per seed "
                  f"{', '.join(map(str, args.train_seeds))}; cells are mean ± standard deviation over those trainings "
                  f"of the mean Dice over {args.n_test} {kind} volumes (seeds {first}+; models trained on "
                  f"seeds 0-{TOY_TRAIN_VOLUMES - 1}). Baselines are deterministic. \"best baseline\" is the best classical row "
                  f"per level; \"margin\" is the default's lead over it.\n\n")
         parts = [*args.sets, *([] if args.no_mni else ["MNI152"])]
-        key = "quality_" + "_".join(part.lower() for part in parts) + ("_validation" if args.split == "validation" else "")
-        title = f"Quality: the learnt hierarchy against hand-made features ({', '.join(parts)})"
-        if args.split == "validation":
-            title += ", validation volumes"
+        validation = args.split == "validation"
+        key = "quality_" + "_".join(part.lower() for part in parts) + ("_validation" if validation else "")
+        title = f"Quality: the learnt hierarchy against hand-made features ({', '.join(parts)})" + \
+            (", validation volumes" if validation else "")
         write_section(key, title, intro + body,
                       script=__file__, argv=argv, device=args.device)
     return 0

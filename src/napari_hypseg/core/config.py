@@ -15,9 +15,9 @@ GEOMETRIES = ("hyperbolic", "euclidean")
 PRECISIONS = ("auto", "float32", "bfloat16")
 """Arithmetic of the encoder at inference (see device.inference_dtype)."""
 TEXTURE_DESCRIPTOR_NAMES = ("amplitude", "oriented")
+"""Names of losses.TEXTURE_DESCRIPTORS, listed here so that a configuration is checked without torch."""
 FINE_CLUSTERINGS = ("kmeans", "gaussian_mixture")
 """Ways of finding the fine clusters of the joint space (HypsegConfig.fine_clustering)."""
-"""Names of losses.TEXTURE_DESCRIPTORS, listed here so that a configuration is checked without torch."""
 
 
 def _non_negative_number(value: Any) -> bool:
@@ -104,9 +104,9 @@ class HypsegConfig:
     fine_clustering: str = "kmeans"
     """How the fine clusters of the joint space (image_features > 0) are found: "kmeans", or
     "gaussian_mixture" -- a Gaussian per cluster with its own full covariance (core/mixture.py), which
-    follows the elongated, unequal clouds a structure's voxels form there instead of cutting them into
-    equal spheres (docs/tuning.md, eighth round). The latents alone (image_features 0) are clustered by
-    k-means in the ball either way."""
+    puts a boundary where two clouds of unequal spread meet rather than halfway between their centres
+    (docs/tuning.md, eighth round). The latents alone (image_features 0) are clustered by k-means in
+    the ball either way."""
 
     @property
     def patch_size(self) -> int:

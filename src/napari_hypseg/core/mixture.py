@@ -51,11 +51,10 @@ class GaussianMixtureClusters(_ChunkedClusters):
         model = GaussianMixture(self.n_clusters, covariance_type="full", init_params="kmeans",
                                 reg_covar=self.reg_covar, n_init=self.n_init, max_iter=self.max_iter,
                                 tol=self.tol, random_state=int(rng.integers(2**31 - 1)))
-        sample = np.asarray(sample, dtype=np.float64)
-        model.fit(sample)
+        # fit_predict ends on an E-step, so its labels are predict's without a second pass.
+        self.labels_ = model.fit_predict(np.asarray(sample, dtype=np.float64)).astype(np.int32)
         self.mixture_ = model
         self.cluster_centers_ = model.means_
-        self.labels_ = model.predict(sample).astype(np.int32)
         self.converged_ = bool(model.converged_)
         self.n_iter_ = int(model.n_iter_)
 
