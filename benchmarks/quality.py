@@ -50,7 +50,9 @@ from napari_hypseg.core.training import train  # noqa: E402
 DEFAULT_ROW = "napari-hypseg (default)"
 CONTROL_ROW = "the same after 1 training step (control)"
 ABLATIONS: dict[str, tuple[dict, dict]] = {
-    "default without the coarse-context tree (hierarchy_scales ())": ({}, {"hierarchy_scales": ()}),
+    "default without coarse stages in the tree (hierarchy_neighbours ())": ({}, {"hierarchy_neighbours": ()}),
+    "default with the latent-context tree instead (hierarchy_scales 8:2, 4:6; hierarchy_neighbours ())": (
+        {}, {"hierarchy_scales": ((8, 2.0), (4, 6.0)), "hierarchy_neighbours": ()}),
     "default without the texture target (texture_weight 0)": ({"texture_weight": 0.0}, {}),
     "default with the oriented texture descriptor": ({"texture_descriptor": "oriented"}, {}),
     "default without image features (image_features 0)": ({}, {"image_features": 0.0}),
@@ -63,12 +65,13 @@ MNI_LEVELS = {1: ("background", "brain"), 2: ("background", "grey matter", "whit
 MNI_LEVEL_K = {1: 2, 2: 4}
 
 
-def model_rows(ablations: str | None) -> dict[str, tuple[dict, dict]]:
+def model_rows(ablations: str | None, only=None) -> dict[str, tuple[dict, dict]]:
     """The default and its control, plus all ABLATIONS ("all") or those that only change segment()
-    settings and so reuse the default's trainings ("inference")."""
+    settings and so reuse the default's trainings ("inference"); with `only`, just the ablations
+    whose name contains one of those words."""
     rows = {DEFAULT_ROW: ({}, {}), CONTROL_ROW: ({"steps": 1}, {})}
-    rows.update({name: row for name, row in ABLATIONS.items() if ablations == "all" or
-                 (ablations == "inference" and not row[0])})
+    rows.update({name: row for name, row in ABLATIONS.items() if (ablations == "all" or
+                 (ablations == "inference" and not row[0])) and (not only or any(word in name for word in only))})
     return rows
 
 
@@ -180,6 +183,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ablations", nargs="?", const="all", choices=["all", "inference"],
                         help="also the ablation rows: all of them (regular set only), or only those that reuse "
                              "the default's trainings (every synthetic set)")
+    parser.add_argument("--only", nargs="+", metavar="WORD",
+                        help="of the ablation rows, only those whose name contains one of these words "
+                             "(e.g. hierarchy_neighbours)")
     parser.add_argument("--no-mni", action="store_true", help="skip the MNI152 volume")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
     parser.add_argument("--device", default="cpu")
@@ -188,7 +194,8 @@ def main(argv=None) -> int:
 
     sections = []
     for variant in args.sets:
-        rows = model_rows(args.ablations if args.ablations == "inference" or variant == "regular" else None)
+        rows = model_rows(args.ablations if args.ablations == "inference" or variant == "regular" else None,
+                          args.only)
         table, per_class, means, radii = toy_section(variant, args, rows)
         sections.append(report(f"Synthetic {variant} set", table, per_class, means, radii, LEVEL_CLASSES, LEVEL_K))
     if not args.no_mni:
@@ -198,8 +205,8 @@ def main(argv=None) -> int:
         else:
             image, truth = mni
             print(f"[quality] MNI152: {image.shape}, the model trained on the volume itself", flush=True)
-            table, per_class, means, radii = evaluate([(image, truth)], [image], model_rows("inference" if args.ablations else None), args,
-                                                      MNI_LEVELS, MNI_LEVEL_K)
+            rows = model_rows("inference" if args.ablations else None, args.only)
+            table, per_class, means, radii = evaluate([(image, truth)], [image], rows, args, MNI_LEVELS, MNI_LEVEL_K)
             sections.append(report("MNI152 T1 (nilearn), trained on itself", table, per_class, means, radii,
                                    MNI_LEVELS, MNI_LEVEL_K))
     body = "\n\n".join(sections)

@@ -197,15 +197,62 @@ def test_regional_descriptors_average_each_clusters_surroundings():
         assert np.linalg.norm(wide[0] - wide[2]) > 0.2
 
 
+def test_neighbour_descriptors_say_which_clusters_surround_each_one():
+    """A "cell" (1) with an "organelle" (2) inside it, beside a "background" (3) with a speck (4) in it:
+    each descriptor row is a distribution over neighbours (squares sum to 1), and an enclosed cluster's
+    lies nearer its encloser's than the other side's, although its own voxels are unlike both."""
+    from napari_hypseg.core.hierarchy import ClusterHierarchy
+    from napari_hypseg.core.latent_fields import neighbour_descriptors
+
+    labels = np.full((16, 16, 32), 3, dtype=np.uint16)
+    labels[:, :, :16] = 1
+    labels[5:11, 5:11, 4:10] = 2
+    labels[6:10, 6:10, 22:26] = 4
+    counts = np.bincount(labels.reshape(-1), minlength=5)
+    descriptors = neighbour_descriptors(labels, counts, 3.0)
+    assert descriptors.shape == (4, 4)
+    np.testing.assert_allclose((descriptors ** 2).sum(1), 1.0, atol=1e-5)
+    distance = np.linalg.norm(descriptors[:, None] - descriptors[None], axis=-1)
+    assert distance[1, 0] < distance[1, 2] and distance[3, 2] < distance[3, 0]
+    own = np.eye(4)       # the clusters' own latents: all equally unlike
+    tree = ClusterHierarchy.from_centroids(own, geometry="euclidean", weights=counts[1:],
+                                           coarser=[(4, descriptors, "euclidean")])
+    assert tree.lookup_at_k(2)[1:].tolist() in ([1, 1, 2, 2], [2, 2, 1, 1])
+    np.testing.assert_allclose(neighbour_descriptors(labels, counts, 0.0), np.eye(4), atol=1e-6)
+
+
 def test_hierarchy_scales_reach_the_tree(image):
     trained = _trained(image, image_features=0.0)
-    staged = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
-    plain = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=()))
+    staged = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)],
+                                       hierarchy_neighbours=()))
+    plain = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=(),
+                                      hierarchy_neighbours=()))
     np.testing.assert_array_equal(staged.fine_labels, plain.fine_labels)   # the same fine clusters ...
     assert [k for k, *_ in staged.hierarchy.coarser] == [3] and plain.hierarchy.coarser == []
     assert staged.with_linkage("centroid").hierarchy.coarser[0][0] == 3   # ... kept under another linkage
     with pytest.raises(ConfigError, match="hierarchy_scales"):
         run_to_completion(segment(trained, image, n_fine=6, device="cpu", hierarchy_scales=[(2, 1.0), (3, 1.0)]))
+
+
+def test_hierarchy_neighbours_decide_the_top_of_the_tree(image):
+    """The neighbourhood stage joins the latent stages in order of k, replaces one at the same k, and
+    changes only the merges, never the fine clusters."""
+    trained = _trained(image, image_features=0.0)
+    both = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1,
+                                     hierarchy_scales=[(4, 2.0), (3, 4.0)], hierarchy_neighbours=[(3, 4.0)]))
+    latent = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1,
+                                       hierarchy_scales=[(4, 2.0), (3, 4.0)], hierarchy_neighbours=()))
+    np.testing.assert_array_equal(both.fine_labels, latent.fine_labels)
+    assert [(k, geometry) for k, _, geometry in both.hierarchy.coarser] == [(4, "hyperbolic"), (3, "euclidean")]
+    descriptors = both.hierarchy.coarser[1][1]
+    assert descriptors.shape == (6, 6) and np.allclose((descriptors ** 2).sum(1), 1.0, atol=1e-4)
+    assert trained.config.hierarchy_neighbours == ((6, 6.0),)     # the preset's, used when not overridden ...
+    default = run_to_completion(segment(trained, image, n_fine=8, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
+    assert [(k, geometry) for k, _, geometry in default.hierarchy.coarser] == [(6, "euclidean"), (3, "hyperbolic")]
+    fewer = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, hierarchy_scales=[(3, 4.0)]))
+    assert [k for k, *_ in fewer.hierarchy.coarser] == [3]        # ... and dropped where k >= n_fine
+    with pytest.raises(ConfigError, match="hierarchy_neighbours"):
+        run_to_completion(segment(trained, image, n_fine=6, device="cpu", hierarchy_neighbours=[(2, -1.0)]))
 
 
 def test_image_features_shape_the_fine_clusters_and_the_first_merges(image):

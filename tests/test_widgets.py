@@ -54,8 +54,11 @@ def test_train_widget_states_and_parameters(make_napari_viewer):
     # the coarse-level context and the texture target round-trip too; a malformed pair is a clear error
     widget.form.set_values(hierarchy_scales=((6, 1.5),), texture_descriptor="oriented")
     assert widget.form.editors["hierarchy_scales"].text() == "6:1.5"
+    assert widget.form.editors["hierarchy_neighbours"].text() == "6:6"
+    widget.form.editors["hierarchy_neighbours"].setText("3:5, 2:9")
     config = widget.form.config()
     assert config.hierarchy_scales == ((6, 1.5),) and config.texture_descriptor == "oriented"
+    assert config.hierarchy_neighbours == ((3, 5.0), (2, 9.0))
     widget.form.editors["hierarchy_scales"].setText("6-1.5")
     with pytest.raises(ConfigError, match="k:sigma pairs"):
         widget.form.config()

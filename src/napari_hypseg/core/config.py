@@ -18,6 +18,8 @@ TEXTURE_DESCRIPTOR_NAMES = ("amplitude", "oriented")
 """Names of losses.TEXTURE_DESCRIPTORS, listed here so that a configuration is checked without torch."""
 FINE_CLUSTERINGS = ("kmeans", "gaussian_mixture")
 """Ways of finding the fine clusters of the joint space (HypsegConfig.fine_clustering)."""
+STAGE_FIELDS = ("hierarchy_scales", "hierarchy_neighbours")
+"""Configuration fields holding (k, sigma) stages of the tree (see HypsegConfig)."""
 
 
 def _non_negative_number(value: Any) -> bool:
@@ -87,18 +89,26 @@ class HypsegConfig:
     """Sigma (voxels) of a Gaussian that smooths the latent field before clustering (in the tangent
     space at the origin for the hyperbolic model, plainly for the Euclidean one); 0 = off. It removes
     voxel-scale noise of the encoder; it helps levels 2 and 3 most (see docs/tuning.md)."""
-    hierarchy_scales: tuple[tuple[int, float], ...] = ((8, 2.0), (4, 6.0))
+    hierarchy_scales: tuple[tuple[int, float], ...] = ()
     """Coarse levels on coarse context: (k, sigma) pairs, k decreasing. Once the tree over the fine
     clusters is down to k groups, it compares groups by their latents averaged over a Gaussian
     neighbourhood of sigma voxels (latent_fields.regional_descriptors) instead of by their centroids,
-    so the top of the hierarchy follows what surrounds a region (an organelle joins the cell around
-    it) and the bottom what the region is. () = one tree on the centroids alone."""
+    so the top of the hierarchy follows what surrounds a region and the bottom what the region is.
+    () = off, the default since hierarchy_neighbours did better (docs/tuning.md, ninth round)."""
+    hierarchy_neighbours: tuple[tuple[int, float], ...] = ((6, 6.0),)
+    """Top levels by neighbourhood: (k, sigma) pairs, k decreasing. Once the tree is down to k groups,
+    it compares groups by which fine clusters lie within about sigma voxels of them
+    (latent_fields.neighbour_descriptors), so a structure joins the one that encloses it, whatever it
+    looks like, and the parts of one textured structure join each other; at a k that
+    hierarchy_scales names too, this stage replaces that one. On the toy validation volumes it raised
+    levels 1 and 2 of both sets against the latent-context stages (docs/tuning.md, ninth round).
+    () = off."""
     image_features: float = 0.0
     """Weight of six hand-made image features (baselines.multiscale_features: smoothed intensity at
     four scales, gradient magnitude, local standard deviation) clustered beside the standardised
     latents: they shape the fine clusters and the tree's first merges, down to the first k of
-    hierarchy_scales; coarser levels are decided on the latents' wider context alone (brightness
-    there would put dark organelles outside their cell). Edges and brightness sharpen the fine
+    hierarchy_scales or hierarchy_neighbours; coarser levels are decided on wider context alone
+    (brightness there would put dark organelles outside their cell). Edges and brightness sharpen the fine
     partition; the latents add the texture and context the features miss (docs/tuning.md, seventh
     round). 0 = the latents alone."""
     fine_clustering: str = "kmeans"
@@ -158,12 +168,13 @@ class HypsegConfig:
              f"fine_clustering must be one of {FINE_CLUSTERINGS}, got {self.fine_clustering!r}")
         need(_non_negative_number(self.image_features),
              f"image_features must be a number >= 0 (0 = the latents alone), got {self.image_features!r}")
-        scales = self.hierarchy_scales
-        need(isinstance(scales, tuple) and all(
-            isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], int) and not isinstance(pair[0], bool)
-            and pair[0] >= 1 and _non_negative_number(pair[1]) for pair in scales)
-             and [k for k, _ in scales] == sorted({k for k, _ in scales}, reverse=True),
-             f"hierarchy_scales must be (k, sigma) pairs with k >= 1 strictly decreasing and sigma >= 0, got {scales!r}")
+        for name in STAGE_FIELDS:
+            scales = getattr(self, name)
+            need(isinstance(scales, tuple) and all(
+                isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], int)
+                and not isinstance(pair[0], bool) and pair[0] >= 1 and _non_negative_number(pair[1]) for pair in scales)
+                 and [k for k, _ in scales] == sorted({k for k, _ in scales}, reverse=True),
+                 f"{name} must be (k, sigma) pairs with k >= 1 strictly decreasing and sigma >= 0, got {scales!r}")
         need(self.texture_descriptor in TEXTURE_DESCRIPTOR_NAMES,
              f"texture_descriptor must be one of {TEXTURE_DESCRIPTOR_NAMES}, got {self.texture_descriptor!r}")
         need(self.triplet_margin >= 0 and self.triplet_weight >= 0 and self.kl_weight >= 0,
@@ -183,8 +194,9 @@ class HypsegConfig:
         values = dict(values)
         if "encoder_channels" in values:
             values["encoder_channels"] = tuple(values["encoder_channels"])
-        if "hierarchy_scales" in values:
-            values["hierarchy_scales"] = tuple(tuple(pair) for pair in values["hierarchy_scales"])
+        for name in STAGE_FIELDS:
+            if name in values:
+                values[name] = tuple(tuple(pair) for pair in values[name])
         return cls(**values).validate()
 
     def with_overrides(self, **overrides: Any) -> HypsegConfig:

@@ -1,6 +1,7 @@
 """Fields over the volume that the clustering works on: the latent field (dense inference, then a
 Gaussian smoothing in the tangent space at the origin), each fine cluster's latents averaged over
-wider neighbourhoods (the coarse stages of the tree), and the latents joined with hand-made image
+wider neighbourhoods and the share of each fine cluster around it (the coarse stages of the tree),
+and the latents joined with hand-made image
 features (the fine clusters when image_features is on). segmentation.segment puts them together.
 
 All of them run in slabs of Z, so a memory-mapped field of a large tomogram is never held whole.
@@ -105,6 +106,38 @@ def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, fine_coun
     if not hyperbolic:
         return list(means)
     return [manifold.expmap0(torch.from_numpy(m), curvature=curvature).numpy() for m in means]
+
+
+def neighbour_descriptors(fine_labels: np.ndarray, fine_counts: np.ndarray, sigma: float, *,
+                          slab_voxels: int = CHUNK_VOXELS) -> np.ndarray:
+    """(n_fine, n_fine) Euclidean descriptors of which fine clusters lie around each one: row i is
+    the square root of the share of cluster j in a Gaussian neighbourhood of sigma voxels around
+    cluster i's voxels, averaged over them (rows sum to 1 before the root: Hellinger geometry, where
+    Euclidean distance compares distributions).
+
+    Where regional_descriptors averages what the surroundings look like, this says whose they are:
+    an organelle whose neighbourhood is mostly the cell's clusters goes with the cell, however
+    different its texture (docs/tuning.md, ninth round). One (Z, Y, X) float32 array in RAM per
+    fine cluster in turn.
+    """
+    from scipy import ndimage
+
+    rows = max(1, slab_voxels // max(1, math.prod(fine_labels.shape[1:])))
+    n_fine = len(fine_counts) - 1
+    shares = np.zeros((n_fine, n_fine))
+    indicator = np.empty(fine_labels.shape, dtype=np.float32)
+    for neighbour in range(1, n_fine + 1):
+        if fine_counts[neighbour] == 0:
+            continue
+        for start in range(0, fine_labels.shape[0], rows):
+            indicator[start:start + rows] = fine_labels[start:start + rows] == neighbour
+        ndimage.gaussian_filter(indicator, float(sigma), mode="nearest", output=indicator)
+        for start in range(0, fine_labels.shape[0], rows):
+            shares[:, neighbour - 1] += np.bincount(fine_labels[start:start + rows].reshape(-1),
+                                                    weights=indicator[start:start + rows].reshape(-1),
+                                                    minlength=n_fine + 1)[1:]
+    shares /= np.maximum(np.asarray(fine_counts)[1:], 1)[:, None]
+    return np.sqrt(np.clip(shares, 0.0, None))
 
 
 def joint_features(latents: np.ndarray, image: np.ndarray, weight: float, *, geometry: str = "hyperbolic",

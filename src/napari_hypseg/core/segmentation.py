@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import ConfigError, VolumeError
 from .hierarchy import LINKAGES, ClusterHierarchy
-from .latent_fields import clustering_field, joint_features, regional_descriptors
+from .latent_fields import clustering_field, joint_features, neighbour_descriptors, regional_descriptors
 from .lookup import CHUNK_VOXELS, apply_lookup
 from .progress import Progress
 from .volume_io import as_volume_array
@@ -147,7 +147,7 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
             tile: int = 64, stop: threading.Event | None = None, seed: int = 0,
             max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None,
             latent_smoothing: float | None = None, precision: str = "auto", hierarchy_scales=None,
-            image_features: float | None = None, fine_clustering: str | None = None
+            image_features: float | None = None, fine_clustering: str | None = None, hierarchy_neighbours=None
             ) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
@@ -159,7 +159,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     (default: the model's `config.latent_smoothing`; 0 = off; see smooth_latent_field). The field
     kept in `latents_out` is the smoothed one. `hierarchy_scales`: (k, sigma) pairs deciding the coarse
     levels on wider context (default: the model's `config.hierarchy_scales`; () = a tree on the
-    centroids alone; see HypsegConfig). `image_features`: weight of the hand-made image features
+    centroids alone; see HypsegConfig). `hierarchy_neighbours`: (k, sigma) pairs deciding the top
+    levels on which fine clusters surround a group (default: the model's; () = off). `image_features`: weight of the hand-made image features
     clustered beside the latents (default: the model's `config.image_features`; 0 = the latents
     alone; see joint_features). `fine_clustering`: "kmeans" or "gaussian_mixture" for the fine clusters
     of that joint space (default: the model's `config.fine_clustering`). `precision` of the encoder's convolutions: "auto"
@@ -176,8 +177,10 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     if linkage is not None and linkage not in LINKAGES[config.geometry]:
         raise ConfigError(f"linkage for a {config.geometry} model must be one of {LINKAGES[config.geometry]}, "
                           f"got {linkage!r}")
-    settings = config.with_overrides(hierarchy_scales=None if hierarchy_scales is None else
-                                     tuple(tuple(pair) for pair in hierarchy_scales), image_features=image_features,
+    stage_overrides = {name: None if value is None else tuple(tuple(pair) for pair in value)
+                       for name, value in (("hierarchy_scales", hierarchy_scales),
+                                           ("hierarchy_neighbours", hierarchy_neighbours))}
+    settings = config.with_overrides(**stage_overrides, image_features=image_features,
                                      fine_clustering=fine_clustering)
     resolved = resolve_device(device)
     latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
@@ -231,7 +234,9 @@ def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, 
         fine_counts += np.bincount(fine_labels[rows], minlength=n_fine + 1)
         yield Progress("cluster", chunk + 2, n_chunks + 1, message="labelling voxels")
     fine_labels = fine_labels.reshape(shape)
-    scales = [(k, sigma) for k, sigma in settings.hierarchy_scales if k < n_fine]
+    neighbour_scales = [(k, sigma) for k, sigma in settings.hierarchy_neighbours if k < n_fine]
+    scales = [(k, sigma) for k, sigma in settings.hierarchy_scales
+              if k < n_fine and k not in {k for k, _ in neighbour_scales}]
     if joint is None:
         centroids = clusterer.cluster_centers_[order]
         stages = []
@@ -242,6 +247,9 @@ def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, 
     descriptors = regional_descriptors(latents, fine_labels, fine_counts, [sigma for _, sigma in scales],
                                        geometry=config.geometry, curvature=float(config.curvature)) if scales else []
     stages += [(k, descriptor, config.geometry) for (k, _), descriptor in zip(scales, descriptors)]
+    stages += [(k, neighbour_descriptors(fine_labels, fine_counts, sigma), "euclidean")
+               for k, sigma in neighbour_scales]
+    stages.sort(key=lambda stage: -stage[0])
     hierarchy = ClusterHierarchy.from_centroids(centroids, geometry=config.geometry, curvature=config.curvature,
                                                 weights=fine_counts[1:], linkage=linkage, coarser=stages)
     rng = np.random.default_rng(seed)

@@ -20,7 +20,8 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.config import FINE_CLUSTERINGS, GEOMETRIES, PRESETS, TEXTURE_DESCRIPTOR_NAMES, HypsegConfig
+from ..core.config import (FINE_CLUSTERINGS, GEOMETRIES, PRESETS, STAGE_FIELDS, TEXTURE_DESCRIPTOR_NAMES,
+                           HypsegConfig)
 from ..core.errors import ConfigError
 from ._common import INT_MAX
 
@@ -38,6 +39,7 @@ LABELS = {
     "texture_weight": "texture weight",
     "texture_descriptor": "texture target",
     "hierarchy_scales": "coarse-level context",
+    "hierarchy_neighbours": "top-level neighbours",
     "image_features": "image features",
     "fine_clustering": "fine clustering",
     "checkpoint_every": "checkpoint every",
@@ -83,6 +85,9 @@ TOOLTIPS = {
                         "is down to k clusters it compares them by their latents averaged over sigma "
                         "voxels around them, so an organelle joins the cell around it. Empty = one tree "
                         "on the cluster centres.",
+    "hierarchy_neighbours": "Top levels by neighbourhood, as k:sigma pairs (e.g. 4:6): once the tree is down "
+                            "to k clusters it compares them by which clusters lie within about sigma voxels "
+                            "of them, so a structure joins the one that encloses it. Empty = off.",
     "image_features": "Weight of six hand-made image features (smoothed intensity at four scales, edges, "
                       "local spread) clustered beside the latents for the fine clusters and the finest merges; "
                       "coarse levels stay on the latents' wider context (0 = latents only).",
@@ -218,7 +223,7 @@ class ConfigForm:
                 editor.setValue(float(value))
             elif isinstance(editor, QComboBox):
                 editor.setCurrentText(str(value))
-            elif name == "hierarchy_scales":
+            elif name in STAGE_FIELDS:
                 editor.setText(", ".join(f"{k}:{sigma:g}" for k, sigma in value))
             elif isinstance(value, tuple):
                 editor.setText(", ".join(str(v) for v in value))
@@ -252,7 +257,7 @@ class ConfigForm:
     @staticmethod
     def _parse_text(name: str, text: str) -> Any:
         default = getattr(PRESETS["fast"], name)
-        if name == "hierarchy_scales":
+        if name in STAGE_FIELDS:
             try:
                 pairs = [part.split(":") for part in text.replace(",", " ").split()]
                 return tuple((int(k), float(sigma)) for k, sigma in pairs)
