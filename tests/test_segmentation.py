@@ -219,6 +219,14 @@ def test_neighbour_descriptors_say_which_clusters_surround_each_one():
                                            coarser=[(4, descriptors, "euclidean")])
     assert tree.lookup_at_k(2)[1:].tolist() in ([1, 1, 2, 2], [2, 2, 1, 1])
     np.testing.assert_allclose(neighbour_descriptors(labels, counts, 0.0), np.eye(4), atol=1e-6)
+    # a large volume's shares come from a coarser grid, close to the exact ones; a cluster that grid
+    # would miss (a single voxel off it) makes them exact again
+    coarse = neighbour_descriptors(labels, counts, 6.0, subsample_above=0)
+    assert np.abs(coarse - neighbour_descriptors(labels, counts, 6.0)).max() < 0.05
+    labels[1, 1, 1] = 5
+    counts = np.bincount(labels.reshape(-1), minlength=6)
+    np.testing.assert_allclose(neighbour_descriptors(labels, counts, 6.0, subsample_above=0),
+                               neighbour_descriptors(labels, counts, 6.0), atol=1e-6)
 
 
 def test_hierarchy_scales_reach_the_tree(image):
