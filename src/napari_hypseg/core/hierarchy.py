@@ -33,6 +33,9 @@ one radius per merge (a smooth radius control) at some cost in the k-cuts.
 Euclidean geometry (for the Euclidean VAE) has no origin-centred hierarchy: the same agglomeration
 runs on Euclidean distances ("ward" by default, as scipy's; "average", "centroid", "single"), and the
 radius is a distance threshold: fine clusters closer than r merge, so there a larger r is coarser.
+It is not scipy.cluster.hierarchy.linkage because that takes neither the clusters' sizes as weights
+nor a change of descriptors part-way up the tree (the coarser stages); where it applies (equal
+weights, one stage) tests/test_hierarchy.py checks the two agree.
 """
 
 from __future__ import annotations
