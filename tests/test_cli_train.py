@@ -152,10 +152,15 @@ def test_two_ctrl_c_during_one_long_operation_abort():
         os.kill(os.getpid(), signal.SIGINT)
 
     presser = threading.Thread(target=press_twice)
-    with pytest.raises(KeyboardInterrupt):
-        with _ctrl_c_requests_stop(stop, ProgressLine(io.StringIO())):
-            values = np.random.default_rng(0).random(16_000_000)
-            presser.start()
-            np.sort(values, kind="heapsort")          # one call of over a second: no handler runs
-            presser.join()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler to start from (a background job, e.g. under nohup, inherits SIGINT ignored)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _ctrl_c_requests_stop(stop, ProgressLine(io.StringIO())):
+                values = np.random.default_rng(0).random(16_000_000)
+                presser.start()
+                np.sort(values, kind="heapsort")          # one call of over a second: no handler runs
+                presser.join()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # restored
+    finally:
+        signal.signal(signal.SIGINT, inherited)
