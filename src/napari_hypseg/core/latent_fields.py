@@ -1,8 +1,8 @@
 """Fields over the volume that the clustering works on: the latent field (dense inference, then a
 Gaussian smoothing in the tangent space at the origin), each fine cluster's latents averaged over
 wider neighbourhoods and the share of each fine cluster around it (the coarse stages of the tree),
-and the latents joined with hand-made image
-features (the fine clusters when image_features is on). segmentation.segment puts them together.
+and the latents joined with hand-made image features (the fine clusters when image_features is on).
+segmentation.segment puts them together.
 
 All of them run in slabs of Z, so a memory-mapped field of a large tomogram is never held whole.
 """
@@ -125,19 +125,18 @@ def neighbour_descriptors(fine_labels: np.ndarray, fine_counts: np.ndarray, sigm
     """
     from scipy import ndimage
 
-    step = max(1, int(float(sigma) // 3)) if fine_labels.size > subsample_above else 1
     n_fine = len(fine_counts) - 1
     present = np.asarray(fine_counts)[1:] > 0
+    step = max(1, int(float(sigma) // 3)) if fine_labels.size > subsample_above else 1
+    grid, counts = fine_labels, np.asarray(fine_counts)
     if step > 1:
-        grid = np.asarray(fine_labels[::step, ::step, ::step])
-        if not np.all(np.bincount(grid.reshape(-1), minlength=n_fine + 1)[1:][present] > 0):
-            step, grid = 1, fine_labels
-    else:
-        grid = fine_labels
-    counts = np.zeros(n_fine + 1, dtype=np.int64)
+        coarse = np.asarray(fine_labels[::step, ::step, ::step])
+        coarse_counts = np.bincount(coarse.reshape(-1), minlength=n_fine + 1)
+        if np.all(coarse_counts[1:][present] > 0):
+            grid, counts = coarse, coarse_counts
+        else:
+            step = 1
     rows = max(1, slab_voxels // max(1, math.prod(grid.shape[1:])))
-    for start in range(0, grid.shape[0], rows):
-        counts += np.bincount(np.asarray(grid[start:start + rows]).reshape(-1), minlength=n_fine + 1)
     shares = np.zeros((n_fine, n_fine))
     indicator = np.empty(grid.shape, dtype=np.float32)
     for neighbour in np.flatnonzero(present) + 1:

@@ -160,10 +160,11 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     kept in `latents_out` is the smoothed one. `hierarchy_scales`: (k, sigma) pairs deciding the coarse
     levels on wider context (default: the model's `config.hierarchy_scales`; () = a tree on the
     centroids alone; see HypsegConfig). `hierarchy_neighbours`: (k, sigma) pairs deciding the top
-    levels on which fine clusters surround a group (default: the model's; () = off). `image_features`: weight of the hand-made image features
-    clustered beside the latents (default: the model's `config.image_features`; 0 = the latents
-    alone; see joint_features). `fine_clustering`: "kmeans" or "gaussian_mixture" for the fine clusters
-    of that joint space (default: the model's `config.fine_clustering`). `precision` of the encoder's convolutions: "auto"
+    levels on which fine clusters surround a group (default: the model's; () = off).
+    `image_features`: weight of the hand-made image features clustered beside the latents (default:
+    the model's `config.image_features`; 0 = the latents alone; see joint_features).
+    `fine_clustering`: "kmeans" or "gaussian_mixture" for the fine clusters of that joint space
+    (default: the model's `config.fine_clustering`). `precision` of the encoder's convolutions: "auto"
     (bfloat16 where the hardware has it natively), "float32" or "bfloat16" (see device.inference_dtype).
     """
     from .device import resolve_device
@@ -235,8 +236,8 @@ def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, 
         yield Progress("cluster", chunk + 2, n_chunks + 1, message="labelling voxels")
     fine_labels = fine_labels.reshape(shape)
     neighbour_scales = [(k, sigma) for k, sigma in settings.hierarchy_neighbours if k < n_fine]
-    scales = [(k, sigma) for k, sigma in settings.hierarchy_scales
-              if k < n_fine and k not in {k for k, _ in neighbour_scales}]
+    replaced = {k for k, _ in neighbour_scales}     # a neighbourhood stage replaces a latent one at its k
+    scales = [(k, sigma) for k, sigma in settings.hierarchy_scales if k < n_fine and k not in replaced]
     if joint is None:
         centroids = clusterer.cluster_centers_[order]
         stages = []

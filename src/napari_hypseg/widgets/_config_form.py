@@ -85,12 +85,12 @@ TOOLTIPS = {
                         "is down to k clusters it compares them by their latents averaged over sigma "
                         "voxels around them, so an organelle joins the cell around it. Empty = one tree "
                         "on the cluster centres.",
-    "hierarchy_neighbours": "Top levels by neighbourhood, as k:sigma pairs (e.g. 4:6): once the tree is down "
+    "hierarchy_neighbours": "Top levels by neighbourhood, as k:sigma pairs (e.g. 6:6): once the tree is down "
                             "to k clusters it compares them by which clusters lie within about sigma voxels "
                             "of them, so a structure joins the one that encloses it. Empty = off.",
     "image_features": "Weight of six hand-made image features (smoothed intensity at four scales, edges, "
                       "local spread) clustered beside the latents for the fine clusters and the finest merges; "
-                      "coarse levels stay on the latents' wider context (0 = latents only).",
+                      "coarse levels are decided on wider context alone (0 = latents only).",
     "fine_clustering": "How the fine clusters are found beside image features: gaussian_mixture (a Gaussian "
                        "with its own shape per cluster, which follows wide and tight structures alike) or "
                        "kmeans (equal spheres; faster).",
