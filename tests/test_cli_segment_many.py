@@ -1,9 +1,13 @@
 """`hypseg segment VOLUME... --out-dir DIR`: many volumes, one model, here or on a dask LocalCluster."""
 
+import os
+
 import mrcfile
 import numpy as np
 import pytest
 import tifffile
+from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 from napari_hypseg.cli.main import main
 from napari_hypseg.core.checkpoint import save_checkpoint
@@ -113,6 +117,55 @@ def test_a_local_dask_cluster_of_two_workers_writes_the_labels_of_one_process(fi
     assert ours.keys() == theirs.keys() and len(ours) == 6
     for name in ours:
         assert np.array_equal(ours[name], theirs[name]), name
+
+
+class FinishedTasks(SchedulerPlugin):
+    """A dask scheduler plugin: each task that reached memory, and the worker that computed it."""
+
+    name = "hypseg-test-finished-tasks"
+
+    def __init__(self):
+        self.finished = []
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if finish == "memory":
+            self.finished.append((str(key), kwargs.get("worker")))
+
+
+def test_a_running_scheduler_given_by_its_address_runs_the_volumes_on_its_workers(files, tmp_path, capsys,
+                                                                                 one_thread):
+    volumes, model = files
+    here, there = tmp_path / "here", tmp_path / "there"
+    assert main(["segment", *map(str, volumes), "--model", str(model), "--out-dir", str(here), *CPU]) == 0
+    with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+          Client(cluster) as client):
+        client.register_plugin(FinishedTasks())
+        workers = set(client.scheduler_info()["workers"])
+        pids = client.run(os.getpid)
+        address = cluster.scheduler_address
+        capsys.readouterr()
+        assert main(["segment", *map(str, volumes), "--model", str(model), "--out-dir", str(there), *CPU,
+                     "--scheduler", address]) == 0
+        captured = capsys.readouterr()
+        # a second run of the same volumes on the same scheduler is its own work, not the first run's
+        again = tmp_path / "again"
+        assert main(["segment", *map(str, volumes), "--model", str(model), "--out-dir", str(again), *CPU,
+                     "--scheduler", address]) == 0
+        finished = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.plugins[FinishedTasks.name].finished)
+    assert address.startswith("tcp://")
+    assert f"on the dask scheduler {address}" in captured.err and "3 of 3 volumes segmented" in captured.out
+    assert len(workers) == 2 and set(pids) == workers and os.getpid() not in pids.values()
+    # each volume was one task of the CLI that the cluster's workers (other processes) computed
+    ran = {key: worker for key, worker in finished if key.startswith("segment-")}
+    assert sorted(key.rsplit("-", 1)[0] for key in ran) == sorted(2 * [f"segment-{index}-{path.name}"
+                                                                       for index, path in enumerate(volumes)])
+    assert set(ran.values()) <= workers, ran
+    ours = labels_of(here)
+    assert len(ours) == 6
+    for theirs in (labels_of(there), labels_of(again)):
+        assert ours.keys() == theirs.keys()
+        for name in ours:
+            assert np.array_equal(ours[name], theirs[name]), name
 
 
 @pytest.mark.slow   # dask.distributed retries for its whole connection timeout (20 s)

@@ -52,7 +52,7 @@ def test_shapes():
     textured = HypsegVAE(tiny(latent_grid=3, texture_weight=30.0))
     assert textured.decode(mu).shape == (2, 2, *x.shape[2:])  # intensity and texture amplitude
     losses = model.loss(x, x, x)
-    assert set(losses) == {"total", "recon", "kl", "triplet", "texture", "elbo"}
+    assert set(losses) == {"total", "recon", "kl", "triplet", "texture", "view", "elbo"}
     assert all(v.dim() == 0 for v in losses.values())
 
 
@@ -183,6 +183,22 @@ def test_texture_term_is_learnt():
         model.loss(*batch)["total"].backward()
         optimiser.step()
     assert model.loss(*batch)["texture"].item() < 0.5 * before
+
+
+def test_same_scale_triplet_is_a_weighted_term_of_the_total_and_off_by_default():
+    cfg = tiny(view_weight=5.0)
+    model = HypsegVAE(cfg)
+    batch = triplet_batch(cfg)
+    views = triplet_batch(cfg, seed=10)
+    generator = torch.Generator().manual_seed(0)
+    with_views = model.loss(*batch, views=views, generator=generator)
+    without = model.loss(*batch, generator=torch.Generator().manual_seed(0))
+    assert with_views["view"] > 0 and without["view"] == 0
+    torch.testing.assert_close(with_views["total"], without["total"] + 5.0 * with_views["view"])
+    off = HypsegVAE(tiny()).loss(*batch, views=views, generator=torch.Generator().manual_seed(0))
+    assert off["view"] == 0                                     # view_weight 0: the views are ignored
+    with_views["view"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "30"])

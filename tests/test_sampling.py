@@ -157,3 +157,41 @@ def test_not_3d_is_refused():
 def test_bad_intensity_jitter_is_refused(jitter):
     with pytest.raises(ConfigError, match="intensity_jitter must be a number >= 0"):
         CONFIG.with_overrides(intensity_jitter=jitter)
+
+
+def test_same_scale_views_are_cubes_of_the_context_side_a_few_voxels_apart():
+    shape = (20, 26, 23)
+    config = CONFIG.with_overrides(context=5, view_shift=2)
+    anchor, positive, negative = TripletSampler([ramp(shape)], config, seed=0).sample_views(500)
+    size = config.input_size
+    for patch in (anchor, positive, negative):
+        assert patch.shape == (500, 1, size, size, size)
+    # On a linear volume the mean of a cube is its centre's value, and its extent along z is
+    # side * (1 - 1 / size) between the first and the last sample.
+    values = [p.double().mean(dim=(1, 2, 3, 4)).round().long() for p in (anchor, positive, negative)]
+    centres = [torch.stack([v % 100, v // 100 % 100, v // 10000], 1) for v in values]
+    offsets = (centres[1] - centres[0]).abs()
+    assert offsets.max() == 2 and (offsets == 0).any()
+    extent = anchor[:, 0, -1, 0, 0] - anchor[:, 0, 0, 0, 0]
+    torch.testing.assert_close(extent, torch.full_like(extent, 5 * (1 - 1 / size)), rtol=0, atol=0.02)  # float32 ulp
+    limit = torch.tensor(shape) - 1 - 2
+    for centre in centres:                                     # every cube lies inside the volume
+        assert (centre >= 2).all() and (centre <= limit).all()
+    assert (centres[2] - centres[0]).abs().max() > 10         # negatives come from anywhere
+
+
+def test_views_fit_a_volume_smaller_than_the_context_and_replay_with_the_seed():
+    volume = np.random.default_rng(0).normal(size=(5, 5, 8)).astype(np.float32)
+    config = CONFIG.with_overrides(context=9, intensity_jitter=1.0)
+    first, second = (TripletSampler([volume], config, seed=4) for _ in range(2))
+    a = first.sample(4) + first.sample_views(6)
+    b = second.sample(4) + second.sample_views(6)
+    assert all(torch.equal(x, y) and torch.isfinite(x).all() for x, y in zip(a, b))
+    assert a[3].shape == (6, 1, config.input_size, config.input_size, config.input_size)
+
+
+@pytest.mark.parametrize("field, bad", [("view_weight", -1.0), ("view_weight", float("nan")),
+                                        ("view_shift", 0), ("view_shift", 1.5), ("view_shift", True)])
+def test_bad_view_settings_are_refused(field, bad):
+    with pytest.raises(ConfigError, match=f"{field} must be"):
+        CONFIG.with_overrides(**{field: bad})

@@ -58,7 +58,7 @@ def test_training_reports_every_step_and_saves(tmp_path):
     assert "CPU only" in events[0].message and events[0].step == 0
     assert [e.step for e in events[1:]] == [1, 2, 3, 4]
     for event in events[1:]:
-        assert set(event.metrics) == {"total", "recon", "kl", "triplet", "texture", "patches_per_s", "eta_s",
+        assert set(event.metrics) == {"total", "recon", "kl", "triplet", "texture", "view", "patches_per_s", "eta_s",
                                       "lr"}
         assert all(math.isfinite(v) for v in event.metrics.values())
         assert event.metrics["patches_per_s"] > 0

@@ -45,6 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--texture-weight", type=float, default=None, metavar="W",
                         help="weight of the texture reconstruction target; 0 = off, the paper's objective "
                              "(default: the preset's)")
+    parser.add_argument("--view-weight", type=float, default=None, metavar="W",
+                        help="weight of the same-scale triplet (nearby patches of the segmentation context "
+                             "pulled together, a distant one pushed away); 0 = off (default: the preset's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the whole run (default: the preset's)")
     parser.add_argument("--resume", type=Path, default=None, metavar="MODEL",
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         base = get_preset(args.preset or DEFAULT_PRESET)
     config = base.with_overrides(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                  intensity_jitter=args.intensity_jitter, texture_weight=args.texture_weight,
-                                 seed=args.seed, checkpoint_every=args.checkpoint_every)
+                                 view_weight=args.view_weight, seed=args.seed, checkpoint_every=args.checkpoint_every)
     check_region_arguments(args, len(args.volumes))
     volumes = []
     for index, path in enumerate(args.volumes):

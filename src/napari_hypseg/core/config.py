@@ -62,6 +62,15 @@ class HypsegConfig:
     """What the texture target is (losses.TEXTURE_DESCRIPTORS): "amplitude" (the local texture
     amplitude) or "oriented" (the amplitude and the share of gradient energy along each axis, which
     tells textures of different orientation apart)."""
+    view_weight: float = 0.0
+    """Weight of a same-scale triplet: a cube of side `context` (the scale a volume is segmented at),
+    a cube of that side up to `view_shift` voxels from it and one elsewhere, each with its own
+    brightness offset (intensity_jitter); the first two are pulled together in the ball, the third
+    pushed away. The multi-scale triplet resizes cubes of sides 3 to 34 to one input, which teaches
+    the encoder to ignore scale and with it a texture's grain; this term teaches the grain and
+    orientation of textures as they look at inference. 0 = off (the paper)."""
+    view_shift: int = 2
+    """Largest offset (voxels, per axis) between the two cubes of the same-scale triplet."""
     # --- sampling ---
     parent_min: int = 5
     parent_max: int = 34
@@ -175,6 +184,10 @@ class HypsegConfig:
                 and not isinstance(pair[0], bool) and pair[0] >= 1 and _non_negative_number(pair[1]) for pair in scales)
                  and [k for k, _ in scales] == sorted({k for k, _ in scales}, reverse=True),
                  f"{name} must be (k, sigma) pairs with k >= 1 strictly decreasing and sigma >= 0, got {scales!r}")
+        need(_non_negative_number(self.view_weight),
+             f"view_weight must be a number >= 0 (0 = off), got {self.view_weight!r}")
+        need(isinstance(self.view_shift, int) and not isinstance(self.view_shift, bool) and self.view_shift >= 1,
+             f"view_shift must be an integer >= 1 (voxels), got {self.view_shift!r}")
         need(self.texture_descriptor in TEXTURE_DESCRIPTOR_NAMES,
              f"texture_descriptor must be one of {TEXTURE_DESCRIPTOR_NAMES}, got {self.texture_descriptor!r}")
         need(self.triplet_margin >= 0 and self.triplet_weight >= 0 and self.kl_weight >= 0,

@@ -148,6 +148,7 @@ class HypsegVAE(nn.Module):
 
     # --- objective -----------------------------------------------------------------------------
     def loss(self, parent: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *,
+             views: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """The training objective on a batch of triplets, each (B, 1, S, S, S) with S = input_size.
 
@@ -156,16 +157,19 @@ class HypsegVAE(nn.Module):
         averaged over samples and over all 3B patches; the triplet term is averaged over the B
         triplets. So losses do not grow with the batch size.
             total = recon + kl_weight * kl + triplet_weight * triplet + texture_weight * texture
+                    + view_weight * view
         (triplet only if config.triplet; texture, half the squared error of the reconstructed local
-        texture amplitude summed over voxels (losses.texture_error), only if texture_weight > 0)
+        texture amplitude summed over voxels (losses.texture_error), only if texture_weight > 0;
+        view, the same triplet loss on the same-scale cubes `views` (TripletSampler.sample_views),
+        only if view_weight > 0 and views are given)
         The released code summed the parent patches' ELBO over a batch of 128 and added 1e3 x the
         batch-mean triplet; divided by the batch size, that is triplet_weight = 1e3 / 128 ~ 7.8 here
         (for 10^3-voxel patches; the recon term grows with S^3). triplet_weight = 1e3 weighs the
         triplet ~128x more than the paper did.
 
         Returns scalar tensors: "total" (to minimise), "recon", "kl", "triplet" (reported, detached,
-        when the triplet is off), "texture" (0 when off) and "elbo" = recon + kl, the negative ELBO in
-        nats per patch.
+        when the triplet is off), "texture" and "view" (0 when off) and "elbo" = recon + kl, the
+        negative ELBO in nats per patch.
         Noise comes from ``generator`` if given, else from the model's own generator for the device.
         """
         cfg = self.config
@@ -189,12 +193,18 @@ class HypsegVAE(nn.Module):
 
         centre = cfg.latent_grid // 2
         means = mu[:, :, centre, centre, centre]
-        triplet = hierarchical_triplet(*means.split(batch), margin=cfg.triplet_margin,
-                                       curvature=self.curvature if self.hyperbolic else None)
+        curvature = self.curvature if self.hyperbolic else None
+        triplet = hierarchical_triplet(*means.split(batch), margin=cfg.triplet_margin, curvature=curvature)
         total = recon + cfg.kl_weight * kl + cfg.texture_weight * texture
         if cfg.triplet:
             total = total + cfg.triplet_weight * triplet
         else:
             triplet = triplet.detach()
-        return {"total": total, "recon": recon, "kl": kl, "triplet": triplet, "texture": texture,
+        view = torch.zeros((), device=x.device)
+        if cfg.view_weight > 0 and views is not None:
+            view_mu, _ = self.encode(torch.cat(views))
+            view = hierarchical_triplet(*view_mu[:, :, centre, centre, centre].split(len(views[0])),
+                                        margin=cfg.triplet_margin, curvature=curvature)
+            total = total + cfg.view_weight * view
+        return {"total": total, "recon": recon, "kl": kl, "triplet": triplet, "texture": texture, "view": view,
                 "elbo": recon + kl}

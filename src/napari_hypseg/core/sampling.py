@@ -110,12 +110,39 @@ class TripletSampler:
         if seed is not None:
             self.generator.manual_seed(seed)
         boxes = self._draw_boxes(batch_size)
-        size = self.input_size
-        out = torch.empty((batch_size, 3, size, size, size), dtype=torch.float32, device=self.device)
         centres = torch.stack([boxes["parent_centre"], boxes["parent_centre"], boxes["negative_centre"]], dim=1)
         sides = torch.stack([boxes["parent_side"], boxes["child_side"], boxes["child_side"]], dim=1)
-        for index in torch.unique(boxes["volume"]).tolist():
-            rows = torch.nonzero(boxes["volume"] == index).flatten()
+        batch = self._cubes(boxes["volume"], centres, sides)
+        if not return_boxes:
+            return batch
+        return batch + (TripletBoxes(**{key: value.numpy() for key, value in boxes.items()}),)
+
+    def sample_views(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A same-scale batch (anchor, positive, negative), each (B, 1, S, S, S): cubes of side
+        config.context, the positive up to config.view_shift voxels from the anchor per axis, the
+        negative anywhere (a random voxel lies near the anchor rarely enough), each with its own
+        brightness offset. Continues the generator's stream (call it after `sample`)."""
+        config = self.config
+        volume = torch.multinomial(self._weights, batch_size, replacement=True, generator=self.generator)
+        shape = self._shapes[volume]
+        margin = torch.clamp((shape - 1) // 2, max=config.context // 2)   # cubes inside where they fit
+
+        def anywhere() -> torch.Tensor:
+            return margin + self._uniform_int(shape - 2 * margin)
+
+        anchor = anywhere()
+        shift = self._uniform_int(torch.full_like(shape, 2 * config.view_shift + 1)) - config.view_shift
+        positive = torch.minimum(torch.maximum(anchor + shift, margin), shape - 1 - margin)
+        centres = torch.stack([anchor, positive, anywhere()], dim=1)
+        return self._cubes(volume, centres, torch.full((batch_size, 3), config.context))
+
+    def _cubes(self, volume: torch.Tensor, centres: torch.Tensor, sides: torch.Tensor):
+        """Three cubes per example (centres (B, 3, 3), sides (B, 3)) resampled to the input size, with
+        the brightness jitter: a tuple of three (B, 1, S, S, S) tensors."""
+        batch_size, size = len(volume), self.input_size
+        out = torch.empty((batch_size, 3, size, size, size), dtype=torch.float32, device=self.device)
+        for index in torch.unique(volume).tolist():
+            rows = torch.nonzero(volume == index).flatten()
             grid = self._grid(centres[rows].reshape(-1, 3), sides[rows].reshape(-1), self.volumes[index].shape[2:])
             patches = F.grid_sample(self.volumes[index], grid, mode="bilinear", padding_mode="border",
                                     align_corners=False)
@@ -123,18 +150,15 @@ class TripletSampler:
         if self.config.intensity_jitter > 0:
             offsets = self.config.intensity_jitter * torch.randn((batch_size, 3), generator=self.generator)
             out += offsets.to(self.device)[:, :, None, None, None]
-        batch = tuple(out[:, kind:kind + 1].contiguous() for kind in range(3))
-        if not return_boxes:
-            return batch
-        return batch + (TripletBoxes(**{key: value.numpy() for key, value in boxes.items()}),)
+        return tuple(out[:, kind:kind + 1].contiguous() for kind in range(3))
+
+    def _uniform_int(self, count: torch.Tensor) -> torch.Tensor:
+        """One integer in [0, count) per entry (float64, so large counts stay exact)."""
+        draw = torch.rand(count.shape, dtype=torch.float64, generator=self.generator)
+        return torch.minimum((draw * count).floor().to(torch.int64), count - 1)
 
     def _draw_boxes(self, batch_size: int) -> dict[str, torch.Tensor]:
-        config, generator = self.config, self.generator
-
-        def uniform_int(count: torch.Tensor) -> torch.Tensor:
-            """One integer in [0, count) per entry (float64, so large counts stay exact)."""
-            draw = torch.rand(count.shape, dtype=torch.float64, generator=generator)
-            return torch.minimum((draw * count).floor().to(torch.int64), count - 1)
+        config, generator, uniform_int = self.config, self.generator, self._uniform_int
 
         volume = torch.multinomial(self._weights, batch_size, replacement=True, generator=generator)
         shape = self._shapes[volume]                                   # (B, 3)

@@ -11,6 +11,7 @@ friends, see docs/distributed.md). A volume whose label files all exist is skipp
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,9 +173,11 @@ def _on_dask(tasks, pending, scheduler, workers, stop):
             raise OutputError(f"cannot reach the dask scheduler at {scheduler} ({error}); start one "
                               "(dask scheduler, or dask-jobqueue's cluster.scheduler_address) and give its "
                               "address, e.g. tcp://host:8786, or use --scheduler local.") from None
+        run = uuid.uuid4().hex[:8]   # dask treats equal keys as one task: two runs on one scheduler must not share
         with client:
-            futures = {client.submit(run_task, tasks[index], pure=False, key=f"segment-{index}-{tasks[index].volume.name}"):
-                       index for index in pending}
+            futures = {client.submit(run_task, tasks[index], pure=False,
+                                     key=f"segment-{index}-{tasks[index].volume.name}-{run}"): index
+                       for index in pending}
             for future in as_completed(futures):
                 index = futures[future]
                 try:

@@ -48,7 +48,7 @@ def train(
 ) -> Generator[Progress, None, TrainedModel]:
     """Train on `volumes` (raw intensities; normalised here) for `config.steps` steps.
 
-    Yields a Progress per step (metrics: total, recon, kl, triplet, texture, patches_per_s — 3 patches per
+    Yields a Progress per step (metrics: total, recon, kl, triplet, texture, view, patches_per_s — 3 patches per
     triplet —, eta_s, lr); the first event names the device. With `checkpoint_path`, saves every
     `config.checkpoint_every` steps, at the end, on a stop request and when the generator is closed.
     `resume` continues a checkpoint's run (its configuration is used when `config` is None; a
@@ -133,8 +133,9 @@ def train(
             def shard_losses(shard: int) -> dict[str, torch.Tensor]:
                 parent, positive, negative = sampler.sample(config.batch_size,
                                                             seed=_step_seed(config.seed, step, 0, shard))
+                views = sampler.sample_views(config.batch_size) if config.view_weight > 0 else None
                 noise.manual_seed(_step_seed(config.seed, step, 1, shard))
-                return objective(parent, positive, negative, generator=noise)
+                return objective(parent, positive, negative, views=views, generator=noise)
 
             losses = parts.losses(shard_losses)
             values = parts.values(losses)

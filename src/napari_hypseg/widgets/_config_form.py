@@ -38,6 +38,8 @@ LABELS = {
     "intensity_jitter": "brightness jitter",
     "texture_weight": "texture weight",
     "texture_descriptor": "texture target",
+    "view_weight": "same-scale weight",
+    "view_shift": "same-scale shift",
     "hierarchy_scales": "coarse-level context",
     "hierarchy_neighbours": "top-level neighbours",
     "image_features": "image features",
@@ -81,6 +83,11 @@ TOOLTIPS = {
                       "(0 = off, the paper's objective).",
     "texture_descriptor": "What the texture target is: amplitude (how textured a region is) or oriented "
                           "(also the share of gradient energy along z, y and x, for striped textures).",
+    "view_weight": "Weight of a same-scale triplet: two patches of the segmentation context a few voxels apart "
+                   "are pulled together, a patch from elsewhere pushed away, each with its own brightness "
+                   "offset, so the latent learns textures' grain and orientation as segmentation sees them "
+                   "(0 = off, the paper's objective).",
+    "view_shift": "Largest offset (voxels, per axis) between the two nearby patches of the same-scale triplet.",
     "hierarchy_scales": "Coarse levels on coarse context, as k:sigma pairs (e.g. 8:2, 4:6): once the tree "
                         "is down to k clusters it compares them by their latents averaged over sigma "
                         "voxels around them, so an organelle joins the cell around it. Empty = one tree "
