@@ -55,6 +55,7 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
         {}, {"hierarchy_scales": ((8, 2.0), (4, 6.0)), "hierarchy_neighbours": ()}),
     "default without the texture target (texture_weight 0)": ({"texture_weight": 0.0}, {}),
     "default with the oriented texture descriptor": ({"texture_descriptor": "oriented"}, {}),
+    "default with the same-scale triplet (view_weight 7.8125)": ({"view_weight": 1e3 / 128}, {}),
     "default without image features (image_features 0)": ({}, {"image_features": 0.0}),
     "default with k-means fine clusters (fine_clustering kmeans)": ({}, {"fine_clustering": "kmeans"}),
 }
