@@ -16,6 +16,12 @@ from .losses import TEXTURE_DESCRIPTORS, gaussian_nll, hierarchical_triplet, mon
 from .manifold import DiagonalNormal, WrappedNormal, expmap0, logmap0
 
 SIGMA_FLOOR = 1e-5
+SIGMA_CEILING = 2.0
+"""Posterior scales are at most SIGMA_CEILING x prior_sigma. A wider wrapped normal puts its samples
+at the ball's float32 boundary, where the prior's density stops falling while the posterior's
+(computed from the tangent noise) keeps falling: the Monte-Carlo KL then decreases without bound as
+the scale grows (about -230 nats at scale 100, -32,000 at 10,000), and training ran away to KL
+-8e9 (docs/tuning.md, tenth round). Below the ceiling nothing changes."""
 
 
 def _init_conv(layer: nn.Conv3d | nn.ConvTranspose3d, generator: torch.Generator, relu: bool) -> None:
@@ -33,7 +39,7 @@ def _init_conv(layer: nn.Conv3d | nn.ConvTranspose3d, generator: torch.Generator
 class HypsegVAE(nn.Module):
     """Encoder: unpadded Conv3d layers (``encoder_channels``, ``kernel_size``) + ReLU reduce a cube of
     side ``patch_size`` to one voxel; 1x1x1 convolutions give ``hidden`` features, then mu_tangent and
-    sigma = softplus + 1e-5. Being fully convolutional, a larger input gives a grid of posteriors, one
+    sigma = softplus + 1e-5 (at most SIGMA_CEILING x prior_sigma). Being fully convolutional, a larger input gives a grid of posteriors, one
     per patch position: training inputs of side ``input_size`` give a ``latent_grid``^3 latent volume,
     and ``dense_mean`` gives the per-voxel latent field of a whole tile in one pass.
 
@@ -108,7 +114,7 @@ class HypsegVAE(nn.Module):
         hyperbolic model, and scales sigma of the same shape."""
         self._check_input(x)
         features = self.encoder(x)
-        sigma = F.softplus(self.sigma_head(features)) + SIGMA_FLOOR
+        sigma = F.softplus(self.sigma_head(features)).clamp_max(SIGMA_CEILING * self.config.prior_sigma) + SIGMA_FLOOR
         return self._to_ball(self.mu_head(features)), sigma
 
     def dense_mean(self, x: torch.Tensor, *, compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
