@@ -258,22 +258,8 @@ def test_oriented_texture_tells_orientations_apart_and_ignores_brightness():
                                    atol=1e-5, rtol=1e-5)   # shares: blind to brightness and contrast
 
 
-def test_grain_texture_rises_with_a_texture_s_frequency_and_ignores_brightness():
-    from napari_hypseg.core.losses import grain_texture
-
-    axis = torch.arange(15.0)
-    x = torch.meshgrid(axis, axis, axis, indexing="ij")[2]
-    stripes = [torch.sin(omega * x)[None, None] for omega in (0.4, 1.0, 1.9)]   # periods 16 to 3.3 voxels
-    shares = [float(grain_texture(v)[0, 1, 7, 7, 7]) for v in stripes]
-    assert grain_texture(stripes[0]).shape == (1, 2, 15, 15, 15)
-    assert shares == sorted(shares) and shares[0] < 0.6 and shares[-1] > 0.9, shares
-    torch.testing.assert_close(grain_texture(3.0 * stripes[2] - 5.0)[:, 1:], grain_texture(stripes[2])[:, 1:],
-                               atol=1e-5, rtol=1e-5)   # the share: blind to brightness and contrast
-
-
 def test_texture_descriptor_sets_the_decoder_outputs():
     assert HypsegVAE(tiny(texture_weight=30.0, texture_descriptor="oriented")).decoder[-1].out_channels == 5
-    assert HypsegVAE(tiny(texture_weight=30.0, texture_descriptor="grain")).decoder[-1].out_channels == 3
     assert HypsegVAE(tiny(texture_weight=0.0, texture_descriptor="oriented")).decoder[-1].out_channels == 1
 
 

@@ -14,7 +14,7 @@ from .errors import ConfigError
 GEOMETRIES = ("hyperbolic", "euclidean")
 PRECISIONS = ("auto", "float32", "bfloat16")
 """Arithmetic of the encoder at inference (see device.inference_dtype)."""
-TEXTURE_DESCRIPTOR_NAMES = ("amplitude", "oriented", "grain")
+TEXTURE_DESCRIPTOR_NAMES = ("amplitude", "oriented")
 """Names of losses.TEXTURE_DESCRIPTORS, listed here so that a configuration is checked without torch."""
 FINE_CLUSTERINGS = ("kmeans", "gaussian_mixture")
 """Ways of finding the fine clusters of the joint space (HypsegConfig.fine_clustering)."""
@@ -60,9 +60,8 @@ class HypsegConfig:
     the ELBO alone gives the latent no reason to encode texture; this term does. 0 = off (the paper)."""
     texture_descriptor: str = "amplitude"
     """What the texture target is (losses.TEXTURE_DESCRIPTORS): "amplitude" (the local texture
-    amplitude), "oriented" (the amplitude and the share of gradient energy along each axis, which
-    tells textures of different orientation apart) or "grain" (the amplitude and the share of the
-    finest band's energy, which tells fine grain from coarse blotches)."""
+    amplitude) or "oriented" (the amplitude and the share of gradient energy along each axis, which
+    tells textures of different orientation apart)."""
     view_weight: float = 0.0
     """Weight of a same-scale triplet: a cube of side `context` (the scale a volume is segmented at),
     a cube of that side up to `view_shift` voxels from it and one elsewhere, each with its own

@@ -66,23 +66,7 @@ def oriented_texture(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([local_texture(x), shares], dim=1)
 
 
-def grain_texture(x: torch.Tensor) -> torch.Tensor:
-    """A contrast-normalised descriptor of a texture's grain, of patches x (N, 1, D, H, W) ->
-    (N, 2, D, H, W): the local texture amplitude (local_texture), then the share of the local
-    energy of the finest band (x minus its 3³ box mean) among it and the next band (the 3³ box mean
-    minus its own 3³ box mean), both energies averaged over 3³ neighbourhoods.
-
-    Textures of one amplitude but another frequency -- fine grain against soft blotches -- have the
-    same amplitude; the share tells them apart (it rises from about 0.5 for blotches to nearly 1 at
-    0.3 cycles per voxel) and, like the orientation shares, is blind to brightness and contrast."""
-    smooth = _box_mean(x)
-    fine = _box_mean((x - smooth).pow(2))
-    middle = _box_mean((smooth - _box_mean(smooth)).pow(2))
-    share = fine / (fine + middle).clamp_min(1e-12)
-    return torch.cat([local_texture(x), share], dim=1)
-
-
-TEXTURE_DESCRIPTORS = {"amplitude": local_texture, "oriented": oriented_texture, "grain": grain_texture}
+TEXTURE_DESCRIPTORS = {"amplitude": local_texture, "oriented": oriented_texture}
 """Name -> function(x) giving the texture target the decoder reconstructs (config.texture_descriptor)."""
 
 

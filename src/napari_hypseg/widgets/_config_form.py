@@ -81,9 +81,8 @@ TOOLTIPS = {
     "texture_weight": "Weight of a second reconstruction target, each patch's local texture amplitude, "
                       "so that the latent encodes how textured a region is as well as its brightness "
                       "(0 = off, the paper's objective).",
-    "texture_descriptor": "What the texture target is: amplitude (how textured a region is), oriented "
-                          "(also the share of gradient energy along z, y and x, for striped textures) or grain "
-                          "(also the share of the finest band's energy, fine grain against coarse blotches).",
+    "texture_descriptor": "What the texture target is: amplitude (how textured a region is) or oriented "
+                          "(also the share of gradient energy along z, y and x, for striped textures).",
     "view_weight": "Weight of a same-scale triplet: two patches of the segmentation context a few voxels apart "
                    "are pulled together, a patch from elsewhere pushed away, each with its own brightness "
                    "offset, so the latent learns textures' grain and orientation as segmentation sees them "
