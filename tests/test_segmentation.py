@@ -48,6 +48,8 @@ def test_segment_end_to_end(image, result):
     stages = [event.stage for event in events]
     assert stages[0] == "infer" and stages[-1] == "cluster" and stages == sorted(stages, key=["infer", "cluster"].index)
     assert events[-1].step == events[-1].total
+    # The minutes between inference and the fit on a tomogram are announced, not silent.
+    assert any(event.message.startswith("smoothing the latent field") for event in events)
 
 
 def test_every_voxel_has_its_nearest_fine_centroid(result):

@@ -213,4 +213,6 @@ def clustering_field(trained, image, *, context: int | None = None, device="cpu"
         return latents
     if not latents.flags.writeable:
         latents = np.array(latents)
+    # Minutes on a tomogram: say so rather than fall silent between inference and clustering.
+    yield Progress("cluster", 0, 1, message=f"smoothing the latent field (sigma {smoothing:g} voxels)")
     return smooth_latent_field(latents, smoothing, geometry=config.geometry, curvature=float(config.curvature))

@@ -193,6 +193,7 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     joint = None
     with contextlib.ExitStack() as cleanup:
         if settings.image_features > 0:
+            yield Progress("cluster", 0, 1, message="computing the image features beside the latents")
             # Beside a memory-mapped latent field, the joint field is memory-mapped too (and removed after).
             out = None if latents_out is None else cleanup.enter_context(
                 _scratch_array(Path(latents_out).parent, latents.shape[:3] + (latents.shape[-1] + 6,)))
