@@ -158,10 +158,12 @@ def test_resume_with_other_settings_names_them(tmp_path):
 
 
 def test_divergence_is_a_clear_error_and_saves_nothing_broken(tmp_path):
-    """A learning rate that warms up into divergence after a few sane steps, saving at every step: the
-    file left on disk is the last checkpoint written before the divergence, byte for byte."""
+    """A learning rate far too large (the first warm-up step moves every weight by about 20), saving
+    at every step: the first step is sane and saved, the second diverges, and the file left on disk is
+    the last checkpoint written before the divergence, byte for byte. (Smaller rates that once
+    diverged later did so through the runaway KL that model.SIGMA_CEILING now prevents.)"""
     path = tmp_path / "model.pt"
-    config = CONFIG.with_overrides(learning_rate=100.0, warmup_steps=50, checkpoint_every=1, steps=50)
+    config = CONFIG.with_overrides(learning_rate=1000.0, warmup_steps=50, checkpoint_every=1, steps=50)
     saved = {}   # step -> the file's bytes right after that step's checkpoint
 
     def keep(event):
@@ -170,7 +172,7 @@ def test_divergence_is_a_clear_error_and_saves_nothing_broken(tmp_path):
 
     with pytest.raises(ConfigError, match=r"diverged at step (\d+).*lower learning rate") as error:
         run_to_completion(train(VOLUMES, config, checkpoint_path=path, device="cpu"), keep)
-    assert len(saved) >= 2, "the run must save good checkpoints before it diverges"
+    assert len(saved) >= 1, "the run must save a good checkpoint before it diverges"
     last = max(saved)
     diverged_at = int(re.search(r"diverged at step (\d+)", str(error.value)).group(1))
     assert diverged_at == last + 1 and f"last checkpoint ({path})" in str(error.value)
