@@ -34,13 +34,27 @@ def _field(model, image, stats, precision="float32", **kwargs):
     return run_to_completion(latent_field(model, image, stats, device="cpu", precision=precision, **kwargs))
 
 
+@pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("context", [5, 3, 8])
-def test_result_does_not_depend_on_tile_size(model, image, stats, context):
-    whole = _field(model, image, stats, context=context, tile=64)
+def test_result_does_not_depend_on_tile_size(model, image, stats, context, stride):
+    whole = _field(model, image, stats, context=context, tile=64, stride=stride)
     assert whole.shape == (13, 17, 11, 3) and whole.dtype == np.float32
     assert np.all(np.linalg.norm(whole, axis=-1) < 1.0)          # points of the ball
-    tiled = _field(model, image, stats, context=context, tile=4, batch_size=3)
+    tiled = _field(model, image, stats, context=context, tile=4, batch_size=3, stride=stride)
     assert np.allclose(tiled, whole, atol=1e-5)
+
+
+def test_a_stride_computes_every_other_point_exactly_and_interpolates_between(model, image, stats):
+    """Context = patch: the encoder's grid is the voxels, so stride 2 computes the latents of the even
+    voxels exactly (as stride 1 does) and gives each voxel between two of them their mean."""
+    exact = _field(model, image, stats, tile=6)
+    strided = _field(model, image, stats, tile=6, stride=2)
+    even = strided[::2, ::2, ::2]
+    assert np.allclose(even, exact[::2, ::2, ::2], atol=1e-5)
+    assert np.allclose(strided[1::2, ::2, ::2], 0.5 * (even[:-1] + even[1:]), atol=1e-5)
+    assert np.allclose(strided[::2, 1::2, 1::2], 0.25 * (even[:, :-1, :-1] + even[:, 1:, :-1]
+                                                          + even[:, :-1, 1:] + even[:, 1:, 1:]), atol=1e-5)
+    assert not np.allclose(strided[1::2], exact[1::2], atol=1e-3)   # between, it is not the exact latent
 
 
 def test_equals_dense_mean_on_a_reflect_padded_volume_when_context_is_the_patch(model, image, stats):
@@ -111,6 +125,8 @@ def test_bad_arguments(model, image, stats, tmp_path):
         _field(model, image, stats, tile=0)
     with pytest.raises(ConfigError, match="context"):
         _field(model, image, stats, context=0)
+    with pytest.raises(ConfigError, match="stride"):
+        _field(model, image, stats, stride=0)
     with pytest.raises(ConfigError, match=".npy"):
         _field(model, image, stats, out=tmp_path / "latents.tif")
     with pytest.raises(VolumeError):

@@ -269,7 +269,7 @@ def test_image_features_shape_the_fine_clusters_and_the_first_merges(image):
     """With image features on (the fast preset) and k-means, every voxel lies in the fine cluster whose
     centre is nearest in the joint (latents + features) space, the tree starts there, and its coarser
     stage, its heights and the centroids stay in the ball."""
-    from napari_hypseg.core.latent_fields import clustering_field, joint_features
+    from napari_hypseg.core.latent_fields import clustering_field
 
     trained = _trained(image)
     assert trained.config.image_features == 0.5
@@ -284,7 +284,7 @@ def test_image_features_shape_the_fine_clusters_and_the_first_merges(image):
                                       fine_clustering="kmeans"))
     assert np.array_equal(again.fine_labels, joint.fine_labels)
     assert np.array_equal(again.hierarchy.merges, joint.hierarchy.merges)
-    features = joint_features(run_to_completion(clustering_field(trained, image)), image, 0.5).reshape(-1, 9)
+    features = _joint_rows(run_to_completion(clustering_field(trained, image)), image, 0.5)
     centres = joint.hierarchy.coarser[0][1]
     nearest = ((features[:, None] - centres[None]) ** 2).sum(-1).argmin(1) + 1
     assert np.mean(nearest == joint.fine_labels.ravel()) > 0.999
@@ -300,7 +300,7 @@ def test_a_gaussian_mixture_finds_the_fine_clusters_of_the_joint_space(image):
     k-means' partition; the tree still starts in the joint space and ends in the ball."""
     from sklearn.metrics import adjusted_rand_score
 
-    from napari_hypseg.core.latent_fields import clustering_field, joint_features
+    from napari_hypseg.core.latent_fields import clustering_field
     from napari_hypseg.core.mixture import GaussianMixtureClusters
 
     trained = _trained(image)
@@ -312,7 +312,7 @@ def test_a_gaussian_mixture_finds_the_fine_clusters_of_the_joint_space(image):
     assert np.array_equal(again.fine_labels, mixture.fine_labels)
     assert np.array_equal(again.hierarchy.merges, mixture.hierarchy.merges)
     assert adjusted_rand_score(mixture.fine_labels.ravel(), kmeans.fine_labels.ravel()) < 0.99
-    features = joint_features(run_to_completion(clustering_field(trained, image)), image, 0.5).reshape(-1, 9)
+    features = _joint_rows(run_to_completion(clustering_field(trained, image)), image, 0.5)
     alone = GaussianMixtureClusters(6, random_state=1).fit_predict(features)
     assert adjusted_rand_score(alone, mixture.fine_labels.ravel()) > 0.999
     assert [(k, geometry) for k, _, geometry in mixture.hierarchy.coarser] == [(6, "euclidean"), (3, "hyperbolic")]
@@ -321,22 +321,48 @@ def test_a_gaussian_mixture_finds_the_fine_clusters_of_the_joint_space(image):
         run_to_completion(segment(trained, image, n_fine=6, device="cpu", fine_clustering="spectral"))
 
 
+def _joint_rows(latents, image, weight, sample_rows=(), **kwargs):
+    """Every row of a JointFeatures stream (and the sample its first pass gathered)."""
+    from napari_hypseg.core.latent_fields import JointFeatures
+
+    stream = JointFeatures(latents, image, weight, **kwargs)
+    sample = run_to_completion(stream.measure(np.asarray(sample_rows, dtype=np.int64)))
+    rows = np.concatenate([rows for _, rows in stream.slabs()])
+    return (rows, sample) if len(sample_rows) else rows
+
+
+def test_hand_made_columns_plane_by_plane_equal_the_whole_volume():
+    """multiscale_column_slabs filters each plane in Y and X once and combines planes along Z with
+    the filters' taps; whatever the slab, and in volumes shallower than the widest Gaussian (whose
+    border reflects more than once), it gives the whole volume's columns."""
+    from napari_hypseg.core.baselines import multiscale_column_slabs, multiscale_columns
+
+    rng = np.random.default_rng(5)
+    for shape, planes in [((13, 17, 11), 1), ((13, 17, 11), 4), ((3, 20, 9), 2), ((1, 8, 8), 1), ((40, 12, 10), 7)]:
+        volume = (rng.normal(size=shape) * 10 + 50).astype(np.float32)
+        slabs = list(multiscale_column_slabs(volume, planes))
+        assert [start for start, _ in slabs] == list(range(0, shape[0], planes))
+        np.testing.assert_allclose(np.concatenate([c for _, c in slabs]), multiscale_columns(volume),
+                                   atol=2e-4, rtol=1e-5)
+
+
 def test_joint_features_in_slabs_equal_the_whole_volume(image):
-    """The hand-made columns computed slab by slab (with their margin) equal the whole volume's,
-    and every channel comes out standardised, the image ones times the weight."""
+    """The joint rows come out the same whatever the slab, every channel standardised, the image
+    ones times the weight; the first pass gathers exactly the rows asked for."""
     from napari_hypseg.core.baselines import multiscale_columns
-    from napari_hypseg.core.latent_fields import joint_features
 
     rng = np.random.default_rng(0)
     latents = (rng.uniform(-0.5, 0.5, image.shape + (3,)) / 2).astype(np.float32)
-    whole = joint_features(latents, image, 2.0, geometry="euclidean", slab_voxels=10**9)
-    slabs = joint_features(latents, image, 2.0, geometry="euclidean", slab_voxels=image.shape[1] * image.shape[2])
+    whole = _joint_rows(latents, image, 2.0, geometry="euclidean", slab_voxels=10**9)
+    picked = np.sort(rng.choice(len(whole), 500, replace=False))
+    slabs, sample = _joint_rows(latents, image, 2.0, picked, geometry="euclidean",
+                                slab_voxels=image.shape[1] * image.shape[2])
     np.testing.assert_allclose(slabs, whole, atol=1e-5)
-    flat = whole.reshape(-1, 9)
-    np.testing.assert_allclose(flat.mean(0), 0, atol=1e-4)
-    np.testing.assert_allclose(flat.std(0), [1, 1, 1] + [2] * 6, rtol=1e-3)
+    np.testing.assert_array_equal(sample, slabs[picked])
+    np.testing.assert_allclose(whole.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(whole.std(0), [1, 1, 1] + [2] * 6, rtol=1e-3)
     columns = multiscale_columns(image).reshape(-1, 6)
-    np.testing.assert_allclose(flat[:, 3:] / 2, (columns - columns.mean(0)) / columns.std(0), atol=1e-4)
+    np.testing.assert_allclose(whole[:, 3:] / 2, (columns - columns.mean(0)) / columns.std(0), atol=1e-4)
 
 
 def test_a_memory_mapped_run_with_image_features_leaves_only_its_latents(image, tmp_path):

@@ -53,6 +53,89 @@ def multiscale_columns(image: np.ndarray) -> np.ndarray:
     return np.stack(columns, axis=-1)
 
 
+def _symmetric(index: int, size: int) -> int:
+    """scipy.ndimage's "reflect" border (d c b a | a b c d | d c b a) as an index map, any distance."""
+    index %= 2 * size
+    return index if index < size else 2 * size - 1 - index
+
+
+def multiscale_column_slabs(image, planes: int = 1):
+    """Yield (start, (n, Y, X, 6) float32) for Z planes start..start+n-1, slab by slab: the columns of
+    multiscale_columns of the whole volume (up to float rounding), with about 100 planes of the image's
+    filters in memory whatever the volume's depth. `image` may be a memory map; it is read plane by plane.
+
+    Why not filter slabs with a margin: the widest Gaussian reaches 16 planes either side, so slabs
+    of a 1k x 1k tomogram (one plane each) would filter 33 planes per plane kept. Instead every
+    filter runs in Y and X on each plane once, is kept while the Z passes of later planes need it,
+    and is combined along Z with the filter's own taps (its response to a unit impulse).
+    """
+    from scipy import ndimage
+
+    depth = image.shape[0]
+    planes = max(1, int(planes))
+
+    def taps(kernel) -> np.ndarray:
+        """Convolution taps t = -r..r of a 1-D filter, from its response to an impulse."""
+        radius = 16
+        impulse = np.zeros(2 * radius + 1)
+        impulse[radius] = 1.0
+        response = kernel(impulse)
+        nonzero = np.flatnonzero(np.abs(response) > 0)
+        reach = int(max(radius - nonzero[0], nonzero[-1] - radius))
+        return response[radius - reach:radius + reach + 1]
+
+    def gaussian(sigma, order=0):
+        return lambda v: ndimage.gaussian_filter1d(v, sigma, order=order, mode="constant")
+
+    def box(v):
+        return ndimage.uniform_filter1d(v, MULTISCALE_WINDOW, mode="constant")
+
+    # Each in-plane filter (of one image plane) and the Z taps that complete a column from it.
+    plane_filters = {f"g{s}": (lambda p, s=s: ndimage.gaussian_filter(p, s)) for s in MULTISCALE_SIGMAS}
+    plane_filters["dy"] = lambda p: ndimage.gaussian_filter(p, 1.0, order=(1, 0))
+    plane_filters["dx"] = lambda p: ndimage.gaussian_filter(p, 1.0, order=(0, 1))
+    plane_filters["mean"] = lambda p: ndimage.uniform_filter(p, MULTISCALE_WINDOW)
+    plane_filters["square"] = lambda p: ndimage.uniform_filter(p * p, MULTISCALE_WINDOW)
+    z_passes = {f"g{s}": (f"g{s}", taps(gaussian(s))) for s in MULTISCALE_SIGMAS}
+    z_passes.update({"dz": ("g1.0", taps(gaussian(1.0, 1))), "dy": ("dy", taps(gaussian(1.0))),
+                     "dx": ("dx", taps(gaussian(1.0))), "mean": ("mean", taps(box)), "square": ("square", taps(box))})
+    reach = {name: max(len(t) // 2 for source, t in z_passes.values() if source == name) for name in plane_filters}
+    kept: dict[str, dict[int, np.ndarray]] = {name: {} for name in plane_filters}
+
+    def filtered(name: str, z: int) -> np.ndarray:
+        source = _symmetric(z, depth)
+        cache = kept[name]
+        if source not in cache:
+            cache[source] = plane_filters[name](np.asarray(image[source], dtype=np.float32))
+        return cache[source]
+
+    def along_z(name: str, z: int, out: np.ndarray) -> np.ndarray:
+        source, weights = z_passes[name]
+        r = len(weights) // 2
+        out[...] = 0
+        for t, weight in enumerate(weights):       # out = sum_t weight[t] * plane(z + r - t)
+            if weight != 0:
+                out += np.float32(weight) * filtered(source, z + r - t)
+        return out
+
+    scratch = {name: np.empty(image.shape[1:], dtype=np.float32) for name in z_passes}
+    for start in range(0, depth, planes):
+        stop = min(depth, start + planes)
+        slab = np.empty((stop - start, *image.shape[1:], 6), dtype=np.float32)
+        for z in range(start, stop):
+            out = slab[z - start]
+            for column, sigma in enumerate(MULTISCALE_SIGMAS):
+                out[..., column] = along_z(f"g{sigma}", z, scratch[f"g{sigma}"])
+            gradient = sum(along_z(axis, z, scratch[axis]) ** 2 for axis in ("dz", "dy", "dx"))
+            out[..., 4] = np.sqrt(gradient)
+            mean = along_z("mean", z, scratch["mean"])
+            out[..., 5] = np.sqrt(np.maximum(along_z("square", z, scratch["square"]) - mean * mean, 0))
+            for name, cache in kept.items():      # forget planes no later output plane reads
+                for source in [s for s in cache if s < z + 1 - reach[name]]:
+                    del cache[source]
+        yield start, slab
+
+
 def multiscale_features(image: np.ndarray) -> np.ndarray:
     """The six multi-scale columns as standardised (voxels, 6) rows."""
     return _standardise(multiscale_columns(image).reshape(-1, 6))

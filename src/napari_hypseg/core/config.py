@@ -15,6 +15,7 @@ GEOMETRIES = ("hyperbolic", "euclidean")
 PRECISIONS = ("auto", "float32", "bfloat16")
 """Arithmetic of the encoder at inference (see device.inference_dtype)."""
 TEXTURE_DESCRIPTOR_NAMES = ("amplitude", "oriented")
+RECONSTRUCTION_TARGETS = ("intensity", "normalised")
 """Names of losses.TEXTURE_DESCRIPTORS, listed here so that a configuration is checked without torch."""
 FINE_CLUSTERINGS = ("kmeans", "gaussian_mixture")
 """Ways of finding the fine clusters of the joint space (HypsegConfig.fine_clustering)."""
@@ -62,6 +63,11 @@ class HypsegConfig:
     """What the texture target is (losses.TEXTURE_DESCRIPTORS): "amplitude" (the local texture
     amplitude) or "oriented" (the amplitude and the share of gradient energy along each axis, which
     tells textures of different orientation apart)."""
+    reconstruction_target: str = "intensity"
+    """What the decoder's first channel reconstructs: "intensity" (the patch as the encoder sees it,
+    the paper) or "normalised" (each patch standardised by its own mean and spread, as masked
+    autoencoders reconstruct normalised pixels): blind to an object's brightness and contrast, so the
+    likelihood asks the latent for structure rather than for how bright a region is."""
     view_weight: float = 0.0
     """Weight of a same-scale triplet: a cube of side `context` (the scale a volume is segmented at),
     a cube of that side up to `view_shift` voxels from it and one elsewhere, each with its own
@@ -98,6 +104,10 @@ class HypsegConfig:
     """Sigma (voxels) of a Gaussian that smooths the latent field before clustering (in the tangent
     space at the origin for the hyperbolic model, plainly for the Euclidean one); 0 = off. It removes
     voxel-scale noise of the encoder; it helps levels 2 and 3 most (see docs/tuning.md)."""
+    inference_stride: int = 1
+    """Latents are computed exactly at every inference_stride-th point of the encoder's grid and
+    interpolated between (inference.latent_field): 2 makes segmentation about twice as fast, for a
+    field that latent_smoothing averages over more than that spacing anyway. 1 = every point."""
     hierarchy_scales: tuple[tuple[int, float], ...] = ()
     """Coarse levels on coarse context: (k, sigma) pairs, k decreasing. Once the tree over the fine
     clusters is down to k groups, it compares groups by their latents averaged over a Gaussian
@@ -190,6 +200,11 @@ class HypsegConfig:
              f"view_shift must be an integer >= 1 (voxels), got {self.view_shift!r}")
         need(self.texture_descriptor in TEXTURE_DESCRIPTOR_NAMES,
              f"texture_descriptor must be one of {TEXTURE_DESCRIPTOR_NAMES}, got {self.texture_descriptor!r}")
+        need(isinstance(self.inference_stride, int) and not isinstance(self.inference_stride, bool)
+             and self.inference_stride >= 1,
+             f"inference_stride must be an integer >= 1, got {self.inference_stride!r}")
+        need(self.reconstruction_target in RECONSTRUCTION_TARGETS,
+             f"reconstruction_target must be one of {RECONSTRUCTION_TARGETS}, got {self.reconstruction_target!r}")
         need(self.triplet_margin >= 0 and self.triplet_weight >= 0 and self.kl_weight >= 0,
              "triplet_margin, triplet_weight and kl_weight must be >= 0")
         return self

@@ -72,24 +72,28 @@ def _reflect(index: np.ndarray, size: int) -> np.ndarray:
 
 class _AxisPlan:
     """Along one axis: tile starts, and for a tile at `start` which source voxels it reads and how
-    they are resampled and mapped back. All positions are integers over the common denominator P."""
+    they are resampled and mapped back. Grid point m sits at m * context / patch voxels; latents are
+    computed at every `stride`-th grid point (q * stride). All positions are integers over P."""
 
-    def __init__(self, size: int, tile: int, context: int, patch: int):
-        self.size, self.context, self.patch = size, context, patch
+    def __init__(self, size: int, tile: int, context: int, patch: int, stride: int = 1):
+        self.size, self.context, self.patch, self.stride = size, context, patch, stride
         self.tile = min(tile, size)
         self.starts = list(range(0, size - self.tile, self.tile)) + [size - self.tile]
         self.resample = context != patch
+        self.interpolate = self.resample or stride > 1
         self.halo = (patch - 1) // 2
-        # Grid points of the output (latent) grid a tile needs: the same count for every start.
-        self.n_out = (self.tile - 1) * patch // context + 3 if self.resample else self.tile
+        # Output (latent) points a tile needs: the same count for every start.
+        self.n_out = (self.tile - 1) * patch // (context * stride) + 3 if self.interpolate else self.tile
+        self.n_in = (self.n_out - 1) * stride + patch
+        """Grid points of the encoder input of a tile."""
 
-    def first_grid_point(self, start: int) -> int:
-        return start * self.patch // self.context if self.resample else start
+    def first_output(self, start: int) -> int:
+        return start * self.patch // (self.context * self.stride) if self.interpolate else start
 
     def source(self, start: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(source voxel indices to read, unreflected), and the resampling (left index into them,
         weight of the right neighbour) of each input grid point; the last two None without resampling."""
-        m = np.arange(self.n_out + self.patch - 1) + self.first_grid_point(start) - self.halo
+        m = np.arange(self.n_in) + self.first_output(start) * self.stride - self.halo
         if not self.resample:
             return m, None, None
         numerator = m * self.context                   # position m*h = numerator / P voxels
@@ -100,14 +104,15 @@ class _AxisPlan:
         return voxels, left - first, weight
 
     def back(self, start: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """For each voxel of the tile: index of its left output grid point (relative to the tile's
-        first) and the weight of the right one; None without resampling."""
-        if not self.resample:
+        """For each voxel of the tile: index of its left output point (relative to the tile's first)
+        and the weight of the right one; None when the outputs are the voxels."""
+        if not self.interpolate:
             return None
+        spacing = self.context * self.stride                        # output spacing, in voxels x P
         numerator = np.arange(start, start + self.tile) * self.patch     # voxel v at grid position v*P/C
-        left = numerator // self.context
-        weight = (numerator - left * self.context) / self.context
-        return left - self.first_grid_point(start), weight
+        left = numerator // spacing
+        weight = (numerator - left * spacing) / spacing
+        return left - self.first_output(start), weight
 
 
 def _lerp(tensor: torch.Tensor, axis: int, left: np.ndarray, weight: np.ndarray) -> torch.Tensor:
@@ -124,7 +129,7 @@ def _lerp(tensor: torch.Tensor, axis: int, left: np.ndarray, weight: np.ndarray)
 def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, context: int | None = None,
                  tile: int = 64, batch_size: int = 4, device: str | torch.device = "auto",
                  out: str | os.PathLike | None = None, stop: threading.Event | None = None,
-                 precision: str = "auto") -> Generator[Progress, None, np.ndarray | None]:
+                 precision: str = "auto", stride: int = 1) -> Generator[Progress, None, np.ndarray | None]:
     """Per-voxel latent field (Z, Y, X, d) float32 of `image` (Z, Y, X; a read-only memmap is fine).
 
     context: side in voxels of the neighbourhood each latent describes (default: the model's
@@ -132,7 +137,10 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
     per pass. The model is moved to `device` and run in eval mode. With `out` (a .npy path) the field
     is written to a memory-mapped .npy file and returned as that memmap, so it never sits in RAM.
     precision: "auto" (bfloat16 convolutions where the hardware has them natively, see
-    device.inference_dtype), "float32" or "bfloat16".
+    device.inference_dtype), "float32" or "bfloat16". stride: latents are computed exactly at every
+    stride-th point of the encoder's grid (spacing stride * context / P voxels) and interpolated
+    to the voxels between; 2 costs about half of 1 (the encoder's last, widest layers run on 1/8 of
+    the points), and the field is smoothed over more than that spacing before it is clustered.
     Yields Progress(stage="infer", step=tiles done, total=tiles); returns None if stopped.
     """
     volume = as_volume_array(image, "image")
@@ -140,6 +148,7 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
     context = _check_positive_int("context", model.config.context if context is None else context)
     tile = _check_positive_int("tile", tile)
     batch_size = _check_positive_int("batch_size", batch_size)
+    stride = _check_positive_int("stride", stride)
     if min(volume.shape) < context:
         raise VolumeError(
             f"the image (shape {tuple(volume.shape)}) is smaller than the model's context of {context} "
@@ -152,8 +161,8 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
     budget = _memory_budget(device)
     bytes_per_voxel = _activation_bytes_per_voxel(model.config)
     while True:
-        plans = [_AxisPlan(size, tile, context, patch) for size in volume.shape]
-        tile_bytes = bytes_per_voxel * math.prod(plan.n_out + patch - 1 for plan in plans)
+        plans = [_AxisPlan(size, tile, context, patch, stride) for size in volume.shape]
+        tile_bytes = bytes_per_voxel * math.prod(plan.n_in for plan in plans)
         if tile_bytes <= budget or tile <= _MIN_TILE:
             break
         tile = max(_MIN_TILE, int(tile * 0.8))
@@ -185,7 +194,7 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
             with torch.inference_mode():
                 inputs = torch.stack([_resampled_tile(volume, stats, plans, start, device) for start in batch])
                 inputs = inputs[:, None].contiguous(memory_format=memory_format)
-                means = model.dense_mean(inputs, compute_dtype=compute_dtype)
+                means = model.dense_mean(inputs, compute_dtype=compute_dtype, stride=stride)
                 for latents, start in zip(means, batch):
                     for axis, (plan, s) in enumerate(zip(plans, start)):
                         mapping = plan.back(s)

@@ -65,6 +65,14 @@ def _one_cpu_thread(device: torch.device):
         torch.set_num_threads(previous)
 
 
+def fit_sample_rows(n: int, max_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows a clustering is fitted on: all n, or `max_samples` of them at random, sorted (so a
+    memory-mapped array, or a field computed slab by slab, is read front to back)."""
+    if n <= max_samples:
+        return np.arange(n)
+    return np.sort(rng.choice(n, max_samples, replace=False))
+
+
 class _ChunkedClusters(ClusterMixin, BaseEstimator):
     """scikit-learn estimator plumbing shared by both k-means and the Gaussian mixture (mixture.py):
     parameters are stored as given and checked in fit(), fitting on a random sample, chunked prediction."""
@@ -88,13 +96,8 @@ class _ChunkedClusters(ClusterMixin, BaseEstimator):
             raise ConfigError(f"cannot make {self.n_clusters} clusters from {n} points; "
                               "lower n_clusters or give more points")
         rng = np.random.default_rng(_random_state(self.random_state))
-        if n > self.max_fit_samples:
-            # Sorted, so a memory-mapped X is read front to back.
-            self.sample_indices_ = np.sort(rng.choice(n, self.max_fit_samples, replace=False))
-            sample = X[self.sample_indices_]
-        else:
-            self.sample_indices_ = np.arange(n)
-            sample = X
+        self.sample_indices_ = fit_sample_rows(n, self.max_fit_samples, rng)
+        sample = X if len(self.sample_indices_) == n else X[self.sample_indices_]
         self._fit_sample(finite_points(sample), rng)
         self.n_features_in_ = X.shape[1]
         return self

@@ -151,64 +151,90 @@ def neighbour_descriptors(fine_labels: np.ndarray, fine_counts: np.ndarray, sigm
     return np.sqrt(np.clip(shares, 0.0, None))
 
 
-def joint_features(latents: np.ndarray, image: np.ndarray, weight: float, *, geometry: str = "hyperbolic",
-                   curvature: float = 1.0, out: np.ndarray | None = None,
-                   slab_voxels: int = CHUNK_VOXELS) -> np.ndarray:
-    """(Z, Y, X, d + 6) float32: each voxel's latent (in the tangent space at the origin for a
-    hyperbolic field) beside the six hand-made columns of baselines.multiscale_columns, every channel
-    standardised over the volume and the hand-made ones times `weight` -- what the fine clusters are
-    found in when the configuration's image_features is on (see HypsegConfig).
+class JointFeatures:
+    """Each voxel's latent (in the tangent space at the origin for a hyperbolic field) beside the six
+    hand-made columns of baselines.multiscale_columns, every channel standardised over the volume and
+    the hand-made ones times `weight`: what the fine clusters are found in when the configuration's
+    image_features is on (see HypsegConfig).
 
-    4 (d + 6) bytes per voxel, written into `out` when given (e.g. a memory-mapped array); the
-    columns are computed in slabs of Z with enough margin to equal those of the whole volume, so
-    only a slab of the image's filters is in RAM at a time.
+    Never stored whole (4 (d + 6) bytes per voxel, 11 GB for a 1k x 1k x 300 tomogram): `measure`
+    runs over the volume once for each channel's mean and spread and gathers the rows the clusters
+    are fitted on, then `slabs` runs over it again to label every voxel. Each pass computes the
+    columns slab by slab (baselines.multiscale_column_slabs), a slab of Z planes at a time.
     """
-    from .baselines import MULTISCALE_HALO, multiscale_columns
 
-    d = latents.shape[-1]
-    shape = latents.shape[:3]
-    joint = np.empty(shape + (d + 6,), dtype=np.float32) if out is None else out
-    plane = max(1, math.prod(shape[1:]))
-    rows = max(1, slab_voxels // plane)
-    for start, slab in _tangent_slabs(latents, rows, geometry, curvature):
-        joint[start:start + rows, ..., :d] = slab
-    feature_rows = max(rows, 2 * MULTISCALE_HALO)
-    for start in range(0, shape[0], feature_rows):
-        low, high = max(0, start - MULTISCALE_HALO), min(shape[0], start + feature_rows + MULTISCALE_HALO)
-        columns = multiscale_columns(np.asarray(image[low:high], dtype=np.float32))
-        joint[start:start + feature_rows, ..., d:] = columns[start - low:start - low + feature_rows]
-    sums = np.zeros(d + 6)
-    squares = np.zeros(d + 6)
-    for start in range(0, shape[0], rows):
-        block = joint[start:start + rows].reshape(-1, d + 6).astype(np.float64)
-        sums += block.sum(0)
-        squares += (block * block).sum(0)
-    count = math.prod(shape)
-    mean = sums / count
-    spread = np.sqrt(np.maximum(squares / count - mean * mean, 0.0)) + 1e-8
-    scale = np.concatenate([np.ones(d), np.full(6, float(weight))]) / spread
-    for start in range(0, shape[0], rows):
-        joint[start:start + rows] = ((joint[start:start + rows] - mean) * scale).astype(np.float32)
-    if isinstance(joint, np.memmap):
-        joint.flush()
-    return joint
+    def __init__(self, latents: np.ndarray, image: np.ndarray, weight: float, *, geometry: str = "hyperbolic",
+                 curvature: float = 1.0, slab_voxels: int = CHUNK_VOXELS):
+        self.latents, self.image, self.weight = latents, image, float(weight)
+        self.geometry, self.curvature = geometry, curvature
+        self.n_features = latents.shape[-1] + 6
+        self.planes = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
+        self.n_slabs = -(-latents.shape[0] // self.planes)
+        self.mean = self.scale = None
+
+    def _raw_slabs(self):
+        """(first row, (rows, d + 6) float32 rows of a slab, not yet standardised)."""
+        from .baselines import multiscale_column_slabs
+
+        plane = math.prod(self.latents.shape[1:3])
+        pairs = zip(_tangent_slabs(self.latents, self.planes, self.geometry, self.curvature),
+                    multiscale_column_slabs(self.image, self.planes))
+        for (start, tangent), (_, columns) in pairs:
+            yield start * plane, np.concatenate([tangent, columns], axis=-1).reshape(-1, self.n_features)
+
+    def measure(self, sample_rows: np.ndarray, stop: threading.Event | None = None
+                ) -> Generator[Progress, None, np.ndarray | None]:
+        """First pass: each channel's mean and spread over the volume, and the standardised rows
+        numbered `sample_rows` (sorted), which it returns (None if `stop` was set). Yields Progress
+        per slab."""
+        sums = np.zeros(self.n_features)
+        squares = np.zeros(self.n_features)
+        sample = np.empty((len(sample_rows), self.n_features), dtype=np.float32)
+        for index, (first, rows) in enumerate(self._raw_slabs()):
+            if stop is not None and stop.is_set():
+                return None
+            block = rows.astype(np.float64)
+            sums += block.sum(0)
+            squares += (block * block).sum(0)
+            low, high = np.searchsorted(sample_rows, [first, first + len(rows)])
+            sample[low:high] = rows[sample_rows[low:high] - first]
+            yield Progress("cluster", index + 1, self.n_slabs, message="measuring the image features")
+        count = math.prod(self.latents.shape[:3])
+        self.mean = sums / count
+        spread = np.sqrt(np.maximum(squares / count - self.mean * self.mean, 0.0)) + 1e-8
+        d = self.n_features - 6
+        self.scale = np.concatenate([np.ones(d), np.full(6, self.weight)]) / spread
+        return self._standardised(sample)
+
+    def _standardised(self, rows: np.ndarray) -> np.ndarray:
+        return ((rows - self.mean) * self.scale).astype(np.float32)
+
+    def slabs(self):
+        """Second pass (after measure): (first row, standardised (rows, d + 6) float32) per slab."""
+        if self.mean is None:
+            raise RuntimeError("JointFeatures.measure must run before slabs")
+        for first, rows in self._raw_slabs():
+            yield first, self._standardised(rows)
 
 
 def clustering_field(trained, image, *, context: int | None = None, device="cpu", tile: int = 64,
                      stop: threading.Event | None = None, latents_out: str | Path | None = None,
-                     latent_smoothing: float | None = None, precision: str = "auto"
-                     ) -> Generator[Progress, None, np.ndarray | None]:
-    """The latent field that is clustered: dense inference of `image` (a checked volume array), then
-    the model's spatial smoothing (or `latent_smoothing`, checked by the configuration).
+                     latent_smoothing: float | None = None, precision: str = "auto",
+                     inference_stride: int | None = None) -> Generator[Progress, None, np.ndarray | None]:
+    """The latent field that is clustered: dense inference of `image` (a checked volume array) at the
+    model's `inference_stride` (or this one), then the model's spatial smoothing (or `latent_smoothing`;
+    both checked by the configuration).
 
     Yields inference Progress; returns the (Z, Y, X, d) field, or None if `stop` was set.
     """
     from .inference import latent_field
 
     config = trained.config
-    smoothing = config.with_overrides(latent_smoothing=latent_smoothing).latent_smoothing
+    settings = config.with_overrides(latent_smoothing=latent_smoothing, inference_stride=inference_stride)
+    smoothing = settings.latent_smoothing
     latents = yield from latent_field(trained.model, image, trained.stats, context=context, tile=tile,
-                                      device=device, out=latents_out, stop=stop, precision=precision)
+                                      device=device, out=latents_out, stop=stop, precision=precision,
+                                      stride=settings.inference_stride)
     if latents is None or smoothing <= 0:
         return latents
     if not latents.flags.writeable:

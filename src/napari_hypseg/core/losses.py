@@ -23,6 +23,15 @@ def gaussian_nll(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     return _half_squared_error(x, reconstruction) + 0.5 * x[0].numel() * _LOG_2PI
 
 
+def standardised_patches(x: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    """Each patch of x (N, C, D, H, W) minus its mean, over its spread (+ eps, so a flat patch stays
+    near 0 rather than amplifying rounding): the config's "normalised" reconstruction target."""
+    flat = x.flatten(start_dim=1)
+    mean = flat.mean(-1).reshape(-1, *[1] * (x.dim() - 1))
+    spread = flat.std(-1).reshape(-1, *[1] * (x.dim() - 1))
+    return (x - mean) / (spread + eps)
+
+
 def _half_squared_error(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """0.5 * sum over each patch's voxels of (reconstruction - x)^2: x (N, C, D, H, W),
     reconstruction (..., N, C, D, H, W) -> (..., N)."""

@@ -12,7 +12,14 @@ from torch import nn
 
 from .config import HypsegConfig
 from .gyroplane import GyroplaneConv3d
-from .losses import TEXTURE_DESCRIPTORS, gaussian_nll, hierarchical_triplet, monte_carlo_kl, texture_error
+from .losses import (
+    TEXTURE_DESCRIPTORS,
+    gaussian_nll,
+    hierarchical_triplet,
+    monte_carlo_kl,
+    standardised_patches,
+    texture_error,
+)
 from .manifold import DiagonalNormal, WrappedNormal, expmap0, logmap0
 
 SIGMA_FLOOR = 1e-5
@@ -117,13 +124,24 @@ class HypsegVAE(nn.Module):
         sigma = F.softplus(self.sigma_head(features)).clamp_max(SIGMA_CEILING * self.config.prior_sigma) + SIGMA_FLOOR
         return self._to_ball(self.mu_head(features)), sigma
 
-    def dense_mean(self, x: torch.Tensor, *, compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Posterior means of every patch position of a tile: (B, 1, D, H, W) -> (B, d, D-P+1, ...),
-        float32. `compute_dtype` other than float32 runs the convolutions under autocast (see
+    def dense_mean(self, x: torch.Tensor, *, compute_dtype: torch.dtype = torch.float32,
+                   stride: int = 1) -> torch.Tensor:
+        """Posterior means of every `stride`-th patch position of a tile: (B, 1, D, H, W) ->
+        (B, d, (D-P) // stride + 1, ...), float32. Only the last spatial convolution (and the 1x1
+        layers after it) is strided, so each output is exactly the mean of its P³ window.
+        `compute_dtype` other than float32 runs the convolutions under autocast (see
         device.inference_dtype); the map into the ball is always float32."""
         self._check_input(x)
+        layers = list(self.encoder)
+        convolutions = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv3d)]
+        last = max((i for i in convolutions if layers[i].kernel_size[0] > 1), default=convolutions[0])
         with torch.autocast(x.device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
-            mu_tangent = self.mu_head(self.encoder(x))
+            for layer in layers[:last]:
+                x = layer(x)
+            x = F.conv3d(x, layers[last].weight, layers[last].bias, stride=stride)
+            for layer in layers[last + 1:]:
+                x = layer(x)
+            mu_tangent = self.mu_head(x)
         return self._to_ball(mu_tangent.float())
 
     # --- distributions -------------------------------------------------------------------------
@@ -190,7 +208,8 @@ class HypsegVAE(nn.Module):
         z, kl = monte_carlo_kl(self.posterior(mu.movedim(1, -1), sigma.movedim(1, -1)), self.prior(mu),
                                cfg.n_samples, generator)  # z (K, 3B, g, g, g, d), kl (K, 3B, g, g, g)
         reconstruction = self.decode(z.flatten(0, 1).movedim(-1, 1)).unflatten(0, (cfg.n_samples, x.shape[0]))
-        recon = gaussian_nll(x, reconstruction[:, :, :1]).mean()
+        target = standardised_patches(x) if cfg.reconstruction_target == "normalised" else x
+        recon = gaussian_nll(target, reconstruction[:, :, :1]).mean()
         if cfg.texture_weight > 0:
             texture = texture_error(x, reconstruction[:, :, 1:], cfg.texture_descriptor).mean()
         else:

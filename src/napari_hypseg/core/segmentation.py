@@ -11,10 +11,7 @@ answers any level -- k clusters or a ball radius -- with one table lookup per vo
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
 import threading
 import weakref
 from collections.abc import Generator
@@ -26,7 +23,7 @@ import numpy as np
 
 from .errors import ConfigError, VolumeError
 from .hierarchy import LINKAGES, ClusterHierarchy
-from .latent_fields import clustering_field, joint_features, neighbour_descriptors, regional_descriptors
+from .latent_fields import JointFeatures, clustering_field, neighbour_descriptors, regional_descriptors
 from .lookup import CHUNK_VOXELS, apply_lookup
 from .progress import Progress
 from .volume_io import as_volume_array
@@ -147,8 +144,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
             tile: int = 64, stop: threading.Event | None = None, seed: int = 0,
             max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None,
             latent_smoothing: float | None = None, precision: str = "auto", hierarchy_scales=None,
-            image_features: float | None = None, fine_clustering: str | None = None, hierarchy_neighbours=None
-            ) -> Generator[Progress, None, Segmentation | None]:
+            image_features: float | None = None, fine_clustering: str | None = None, hierarchy_neighbours=None,
+            inference_stride: int | None = None) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
     Yields Progress for inference ("infer", per tile) then clustering ("cluster": the fit, then one
@@ -162,10 +159,12 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     centroids alone; see HypsegConfig). `hierarchy_neighbours`: (k, sigma) pairs deciding the top
     levels on which fine clusters surround a group (default: the model's; () = off).
     `image_features`: weight of the hand-made image features clustered beside the latents (default:
-    the model's `config.image_features`; 0 = the latents alone; see joint_features).
+    the model's `config.image_features`; 0 = the latents alone; see latent_fields.JointFeatures).
     `fine_clustering`: "kmeans" or "gaussian_mixture" for the fine clusters of that joint space
     (default: the model's `config.fine_clustering`). `precision` of the encoder's convolutions: "auto"
     (bfloat16 where the hardware has it natively), "float32" or "bfloat16" (see device.inference_dtype).
+    `inference_stride`: latents computed at every n-th point of the encoder's grid and interpolated
+    between (default: the model's `config.inference_stride`; see inference.latent_field).
     """
     from .device import resolve_device
 
@@ -186,28 +185,24 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     resolved = resolve_device(device)
     latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
                                           latents_out=latents_out, latent_smoothing=latent_smoothing,
-                                          precision=precision)
+                                          precision=precision, inference_stride=inference_stride)
     if latents is None:
         return None
     points = latents.reshape(-1, latents.shape[-1])
     joint = None
-    with contextlib.ExitStack() as cleanup:
-        if settings.image_features > 0:
-            yield Progress("cluster", 0, 1, message="computing the image features beside the latents")
-            # Beside a memory-mapped latent field, the joint field is memory-mapped too (and removed after).
-            out = None if latents_out is None else cleanup.enter_context(
-                _scratch_array(Path(latents_out).parent, latents.shape[:3] + (latents.shape[-1] + 6,)))
-            joint = joint_features(latents, volume, settings.image_features, geometry=config.geometry,
-                                   curvature=float(config.curvature), out=out)
-        result = yield from _cluster_and_tree(trained, latents, points, joint, volume.shape, n_fine, settings,
-                                              linkage=linkage, seed=seed, device=resolved,
-                                              max_fit_samples=max_fit_samples, stop=stop, context=context)
+    if settings.image_features > 0:
+        joint = JointFeatures(latents, volume, settings.image_features, geometry=config.geometry,
+                              curvature=float(config.curvature))
+    result = yield from _cluster_and_tree(trained, latents, points, joint, volume.shape, n_fine, settings,
+                                          linkage=linkage, seed=seed, device=resolved,
+                                          max_fit_samples=max_fit_samples, stop=stop, context=context)
     return result
 
 
 def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, *, linkage, seed, device,
                       max_fit_samples, stop, context) -> Generator[Progress, None, Segmentation | None]:
-    """The fine clusters (in the ball, or in the joint space when `joint` is given) and the tree."""
+    """The fine clusters (in the ball, or in the joint space when `joint`, a JointFeatures, is given)
+    and the tree."""
     config = trained.config
     if joint is not None and settings.fine_clustering == "gaussian_mixture":
         from .mixture import GaussianMixtureClusters
@@ -216,11 +211,24 @@ def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, 
     else:
         clusterer = kmeans_for(config, n_fine, seed=seed, device=device, max_fit_samples=max_fit_samples,
                                 geometry=None if joint is None else "euclidean")
-    clustered = points if joint is None else joint.reshape(-1, joint.shape[-1])
-    n_chunks = -(-len(points) // clusterer.chunk_size)
-    yield Progress("cluster", 0, n_chunks + 1, message=f"fitting {n_fine} clusters")
+    if joint is None:
+        fitted_rows = None
+        clustered = points
+        n_blocks = -(-len(points) // clusterer.chunk_size)
+        blocks = ((start, points[start:start + clusterer.chunk_size])
+                  for start in range(0, len(points), clusterer.chunk_size))
+    else:   # the estimator's own sample, drawn here so the joint rows are gathered in one pass
+        from .kmeans import fit_sample_rows
+
+        fitted_rows = fit_sample_rows(len(points), max_fit_samples, np.random.default_rng(seed))
+        clustered = yield from joint.measure(fitted_rows, stop)
+        if clustered is None:
+            return None
+        n_blocks = joint.n_slabs
+        blocks = joint.slabs()
+    yield Progress("cluster", 0, n_blocks + 1, message=f"fitting {n_fine} clusters")
     clusterer.fit(clustered)
-    yield Progress("cluster", 1, n_chunks + 1, message="labelling voxels")
+    yield Progress("cluster", 1, n_blocks + 1, message="labelling voxels")
     # Fine ids by size in the fit sample, largest first: deterministic and meaningful.
     sample_counts = np.bincount(clusterer.labels_, minlength=n_fine)
     order = np.argsort(-sample_counts, kind="stable")
@@ -228,13 +236,13 @@ def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, 
     fine_id[order] = np.arange(1, n_fine + 1)
     fine_labels = np.empty(len(points), dtype=np.uint16)
     fine_counts = np.zeros(n_fine + 1, dtype=np.int64)
-    for chunk in range(n_chunks):
+    for index, (first, block) in enumerate(blocks):
         if stop is not None and stop.is_set():
             return None
-        rows = slice(chunk * clusterer.chunk_size, (chunk + 1) * clusterer.chunk_size)
-        fine_labels[rows] = fine_id[clusterer.predict(clustered[rows])]
+        rows = slice(first, first + len(block))
+        fine_labels[rows] = fine_id[clusterer.predict(block)]
         fine_counts += np.bincount(fine_labels[rows], minlength=n_fine + 1)
-        yield Progress("cluster", chunk + 2, n_chunks + 1, message="labelling voxels")
+        yield Progress("cluster", index + 2, n_blocks + 1, message="labelling voxels")
     fine_labels = fine_labels.reshape(shape)
     neighbour_scales = [(k, sigma) for k, sigma in settings.hierarchy_neighbours if k < n_fine]
     replaced = {k for k, _ in neighbour_scales}     # a neighbourhood stage replaces a latent one at its k
@@ -257,23 +265,10 @@ def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, 
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(clusterer.sample_indices_), min(SAMPLE_POINTS, len(clusterer.sample_indices_)),
                                 replace=False))
-    sample_points = np.asarray(points[clusterer.sample_indices_[chosen]], dtype=np.float32)   # latents, not features
+    rows = clusterer.sample_indices_[chosen] if fitted_rows is None else fitted_rows[clusterer.sample_indices_[chosen]]
+    sample_points = np.asarray(points[rows], dtype=np.float32)   # latents, not features
     return Segmentation(
         fine_labels=fine_labels, hierarchy=hierarchy, centroids=centroids,
         fine_counts=fine_counts, sample_points=sample_points,
         sample_labels=fine_id[clusterer.labels_[chosen]].astype(np.int64), geometry=config.geometry,
         curvature=float(config.curvature), context=config.context if context is None else int(context))
-
-
-@contextlib.contextmanager
-def _scratch_array(folder: Path, shape: tuple[int, ...]):
-    """A float32 memory-mapped array in a temporary file of `folder`, deleted on exit."""
-    handle, name = tempfile.mkstemp(prefix=".hypseg-", suffix=".npy", dir=folder)
-    os.close(handle)
-    try:
-        array = np.lib.format.open_memmap(name, mode="w+", dtype=np.float32, shape=shape)
-        yield array
-        del array
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(name)

@@ -20,8 +20,8 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.config import (FINE_CLUSTERINGS, GEOMETRIES, PRESETS, STAGE_FIELDS, TEXTURE_DESCRIPTOR_NAMES,
-                           HypsegConfig)
+from ..core.config import (FINE_CLUSTERINGS, GEOMETRIES, PRESETS, RECONSTRUCTION_TARGETS, STAGE_FIELDS,
+                           TEXTURE_DESCRIPTOR_NAMES, HypsegConfig)
 from ..core.errors import ConfigError
 from ._common import INT_MAX
 
@@ -45,6 +45,8 @@ LABELS = {
     "image_features": "image features",
     "fine_clustering": "fine clustering",
     "checkpoint_every": "checkpoint every",
+    "inference_stride": "inference stride",
+    "reconstruction_target": "reconstruction target",
 }
 
 TOOLTIPS = {
@@ -103,6 +105,10 @@ TOOLTIPS = {
                        "kmeans (equal spheres; faster).",
     "latent_smoothing": "Sigma (voxels) of a Gaussian that smooths the latent field before clustering "
                         "(0 = off).",
+    "inference_stride": "Compute latents at every n-th point of the encoder's grid and interpolate between "
+                        "(1 = every point; 2 = about twice as fast).",
+    "reconstruction_target": "What the decoder reconstructs: intensity (the patch, the paper) or normalised "
+                             "(each patch standardised by its own mean and spread: blind to brightness).",
     "child_min": "Smallest side (voxels) of the child patches.",
     "child_max": "Largest side (voxels) of the child patches.",
     "steps": "Training steps (mini-batches). More steps: better embeddings, longer training. Stop "
@@ -158,7 +164,7 @@ class _ScientificSpinBox(QDoubleSpinBox):
 
 
 CHOICES = {"geometry": GEOMETRIES, "texture_descriptor": TEXTURE_DESCRIPTOR_NAMES,
-           "fine_clustering": FINE_CLUSTERINGS}
+           "fine_clustering": FINE_CLUSTERINGS, "reconstruction_target": RECONSTRUCTION_TARGETS}
 
 
 def _label(name: str) -> str:
