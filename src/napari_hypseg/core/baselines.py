@@ -71,6 +71,8 @@ def multiscale_column_slabs(image, planes: int = 1):
     """
     from scipy import ndimage
 
+    from .pages import release_pages
+
     depth = image.shape[0]
     planes = max(1, int(planes))
 
@@ -107,6 +109,7 @@ def multiscale_column_slabs(image, planes: int = 1):
         cache = kept[name]
         if source not in cache:
             cache[source] = plane_filters[name](np.asarray(image[source], dtype=np.float32))
+            release_pages(image)
         return cache[source]
 
     def along_z(name: str, z: int, out: np.ndarray) -> np.ndarray:

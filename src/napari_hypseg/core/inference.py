@@ -47,6 +47,7 @@ import torch
 from .device import inference_dtype, resolve_device
 from .errors import ConfigError, VolumeError
 from .normalization import IntensityStats
+from .pages import release_pages
 from .progress import Progress
 from .volume_io import as_volume_array
 
@@ -203,6 +204,7 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
                     z, y, x = start
                     field[z:z + plans[0].tile, y:y + plans[1].tile, x:x + plans[2].tile] = \
                         latents.permute(1, 2, 3, 0).cpu().numpy()
+            release_pages(volume, field)
             done = first + len(batch)
             elapsed = time.monotonic() - began
             yield Progress("infer", done, len(starts), metrics={

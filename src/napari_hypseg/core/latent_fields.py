@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .lookup import CHUNK_VOXELS
+from .pages import release_pages
 from .progress import Progress
 
 
@@ -43,12 +44,19 @@ def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "h
         for start in range(0, latents.shape[0], rows):
             slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
             latents[start:start + rows] = fn(slab, curvature=curvature).numpy()
+            release_pages(latents)
 
     if hyperbolic:
         remap(manifold.logmap0)
+    values = np.empty(latents.shape[:3], dtype=np.float32)      # one channel, filtered in place
     for channel in range(latents.shape[-1]):
-        values = np.ascontiguousarray(latents[..., channel])     # filtered in place: one (Z, Y, X) array
-        latents[..., channel] = ndimage.gaussian_filter(values, sigma, mode="nearest", output=values)
+        for start in range(0, latents.shape[0], rows):
+            values[start:start + rows] = latents[start:start + rows, ..., channel]
+            release_pages(latents)
+        ndimage.gaussian_filter(values, sigma, mode="nearest", output=values)
+        for start in range(0, latents.shape[0], rows):
+            latents[start:start + rows, ..., channel] = values[start:start + rows]
+            release_pages(latents)
     if hyperbolic:
         remap(manifold.expmap0)
     if isinstance(latents, np.memmap):
@@ -65,6 +73,7 @@ def _tangent_slabs(latents: np.ndarray, rows: int, geometry: str, curvature: flo
 
     for start in range(0, latents.shape[0], rows):
         slab = torch.from_numpy(np.ascontiguousarray(latents[start:start + rows], dtype=np.float32))
+        release_pages(latents)
         if geometry == "hyperbolic":
             slab = manifold.logmap0(slab, curvature=curvature)
         yield start, slab.numpy()

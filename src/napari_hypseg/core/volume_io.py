@@ -49,6 +49,7 @@ import numpy as np
 
 from .atomic import replaced_atomically
 from .errors import VolumeError
+from .pages import release_pages
 from .zarr_io import is_zarr_path, read_zarr
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".rec", ".st")
@@ -293,6 +294,7 @@ def _require_finite(volume: np.ndarray, name: str) -> None:
     step = max(1, _FINITE_CHECK_BYTES // max(1, volume[0].nbytes))
     for start in range(0, volume.shape[0], step):
         bad = ~np.isfinite(volume[start : start + step])
+        release_pages(volume)
         if bad.any():
             z, y, x = np.argwhere(bad)[0]
             raise VolumeError(
