@@ -92,3 +92,27 @@ def test_precision_choice_reaches_the_encoder(files, tmp_path, capsys):
         main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / "x.tif"), "--k", "2",
               "--precision", "float16", *CPU])
     assert raised.value.code == 2 and "invalid choice: 'float16'" in capsys.readouterr().err
+
+
+def test_inference_stride_reaches_the_encoder(files, tmp_path, capsys):
+    """--inference-stride 2 gives the latent field that segment(inference_stride=2) gives (saved
+    with --save-latents), which differs from the model's default stride 1; 0 is refused up front."""
+    from napari_hypseg.core.checkpoint import load_checkpoint
+    from napari_hypseg.core.latent_fields import clustering_field
+    from napari_hypseg.core.progress import run_to_completion
+
+    volume, model, image = files
+    saved = {}
+    for stride in ("1", "2"):
+        latents = tmp_path / f"latents_{stride}.npy"
+        assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / f"s{stride}.tif"),
+                     "--k", "2", "--inference-stride", stride, "--precision", "float32",
+                     "--save-latents", str(latents), *CPU]) == 0
+        saved[stride] = np.load(latents)
+    expected = run_to_completion(clustering_field(load_checkpoint(model), image, device="cpu", precision="float32",
+                                                  inference_stride=2))
+    np.testing.assert_allclose(saved["2"], expected, atol=1e-5)
+    assert not np.allclose(saved["1"], saved["2"], atol=1e-4)
+    assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / "x.tif"), "--k", "2",
+                 "--inference-stride", "0", *CPU]) == 2
+    assert "--inference-stride" in capsys.readouterr().err

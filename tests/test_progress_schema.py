@@ -31,3 +31,21 @@ def test_metrics_read_the_same_everywhere():
     ProgressLine(stream)(Progress("train", 3, 3, metrics={"kl": 3.14159, "eta_s": 65.0}))
     assert "kl 3.142 ETA 1:05" in stream.getvalue()
     assert np.all([METRICS[name].kind == "loss" for name in LOSS_TERMS])
+
+
+def test_a_log_shows_when_each_stage_and_message_begins():
+    """Not on a terminal, the line is printed every few seconds, and at once when the stage or its
+    message changes, so a log says when each part of the work started."""
+    stream = io.StringIO()
+    line = ProgressLine(stream, interval=3600)
+    line(Progress("infer", 0, 10, message="10 tiles"))
+    line(Progress("infer", 1, 10))
+    line(Progress("infer", 2, 10))
+    line(Progress("cluster", 0, 1, message="smoothing the latent field"))
+    line(Progress("cluster", 0, 5, message="measuring the image features"))
+    line(Progress("cluster", 1, 5, message="measuring the image features"))
+    line(Progress("cluster", 5, 5, message="measuring the image features"))
+    printed = stream.getvalue().splitlines()
+    assert [p.split("]")[1].strip() for p in printed] == [
+        "0/10   10 tiles", "1/10", "0/1   smoothing the latent field", "0/5   measuring the image features",
+        "5/5   measuring the image features"]

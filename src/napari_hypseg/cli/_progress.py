@@ -10,7 +10,8 @@ from ..core.progress import Progress, format_metric
 
 
 class ProgressLine:
-    """Rewrites one terminal line per event (or prints a line every few seconds when not a TTY)."""
+    """Rewrites one terminal line per event (or, when not a TTY, prints a line every few seconds and
+    whenever the stage or its message changes, so a log shows when each part of the work began)."""
 
     def __init__(self, stream: TextIO | None = None, *, interval: float = 5.0):
         self.stream = stream or sys.stderr
@@ -18,11 +19,14 @@ class ProgressLine:
         self.interval = interval
         self._last_print = 0.0
         self._open_line = False
+        self._last_kind = None
 
     def __call__(self, event: Progress) -> None:
         now = time.monotonic()
         final = event.step >= event.total or event.checkpoint is not None
-        if not self.interactive and not final and now - self._last_print < self.interval:
+        kind = (event.stage, event.message)
+        new_kind, self._last_kind = kind != self._last_kind, kind
+        if not self.interactive and not final and not new_kind and now - self._last_print < self.interval:
             return
         self._last_print = now
         width = 24

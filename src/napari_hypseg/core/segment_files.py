@@ -43,6 +43,7 @@ class SegmentTask:
     full_resolution: bool = False
     latents: Path | None = None
     overwrite: bool = False
+    inference_stride: int | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def segment_file(task: SegmentTask, *, stop: threading.Event | None = None
             segmentation = yield from segment(
                 trained, region_volume(volume.data, region), n_fine=task.n_fine, context=task.context,
                 device=task.device, tile=task.tile, seed=task.seed, latents_out=latents_out,
-                linkage=task.linkage, precision=task.precision, stop=stop)
+                linkage=task.linkage, precision=task.precision, inference_stride=task.inference_stride, stop=stop)
     except (KeyboardInterrupt, GeneratorExit):
         if task.latents is not None:
             task.latents.unlink(missing_ok=True)   # a partial latent file would look complete
