@@ -56,7 +56,10 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
     "default without the texture target (texture_weight 0)": ({"texture_weight": 0.0}, {}),
     "default with the oriented texture descriptor": ({"texture_descriptor": "oriented"}, {}),
     "default with the same-scale triplet (view_weight 7.8125)": ({"view_weight": 1e3 / 128}, {}),
+    "default with the normalised reconstruction target": ({"reconstruction_target": "normalised"}, {}),
+    "default with latents at every other grid point (inference_stride 2)": ({}, {"inference_stride": 2}),
     "default without image features (image_features 0)": ({}, {"image_features": 0.0}),
+    "the control without image features (what training adds to the latents)": ({"steps": 1}, {"image_features": 0.0}),
     "default with k-means fine clusters (fine_clustering kmeans)": ({}, {"fine_clustering": "kmeans"}),
 }
 """Row name -> (configuration overrides of the default preset, segment() keyword overrides)."""
