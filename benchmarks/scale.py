@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             "set: its own memory and the memory-mapped pages (input, latent field) it holds at that moment; passes "
             "over the maps hand their pages back slab by slab. Targets on this CPU: under 4 min for 512x512x256, under 20 min "
             "for 1024x1024x300; peak RSS under 4 GB. Stage minutes run from a stage's first progress line to the "
-            "next stage's (the CLI prints one every 5 s); start-up and reading the volume count only in the "
+            "next stage's (the CLI prints one whenever the stage or its message changes, and every 5 s); start-up and reading the volume count only in the "
             "end-to-end time.\n\n"
             + markdown_table(["volume (X x Y x Z)", "stride", "end to end", "voxels/s", "peak RSS",
                               *[f"{stage} (min)" for stage in STAGES], "tree and writes (min)"], rows))
