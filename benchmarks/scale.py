@@ -73,7 +73,7 @@ def tomogram_like(path: Path, shape: tuple[int, int, int], seed: int = 0) -> Pat
 
 STAGES = {"inference": " infer ", "smoothing": "smoothing the latent field",
           "image features": "measuring the image features", "clustering": "fitting"}
-"""Stage -> the text of the first progress line of it (the CLI prints one every few seconds)."""
+"""Stage -> the text of its first progress line (the CLI prints one whenever the stage or its message changes)."""
 
 
 def timed(command: list[str], log: Path) -> dict[str, float]:
@@ -158,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             "`/usr/bin/time -v`; synthetic tomogram-like volumes (noise, a cell membrane, vesicles, particles), "
             f"a `fast`-preset model trained {args.train_steps} steps. Peak RSS is the process's maximum resident "
             "set: its own memory and the memory-mapped pages (input, latent field) it holds at that moment; passes "
-            "over the maps hand their pages back slab by slab. Targets on this CPU: under 4 min for 512x512x256, under 20 min "
-            "for 1024x1024x300; peak RSS under 4 GB. Stage minutes run from a stage's first progress line to the "
-            "next stage's (the CLI prints one whenever the stage or its message changes, and every 5 s); start-up and reading the volume count only in the "
-            "end-to-end time.\n\n"
+            "over the maps hand their pages back slab by slab. Targets on this CPU: under 4 min for 512x512x256, "
+            "under 20 min for 1024x1024x300; peak RSS under 4 GB. Stage minutes run from a stage's first progress "
+            "line to the next stage's (the CLI prints one whenever the stage or its message changes, and every 5 s); "
+            "start-up and reading the volume count only in the end-to-end time.\n\n"
             + markdown_table(["volume (X x Y x Z)", "stride", "end to end", "voxels/s", "peak RSS",
                               *[f"{stage} (min)" for stage in STAGES], "tree and writes (min)"], rows))
     print(body)

@@ -277,3 +277,25 @@ def test_a_posterior_wider_than_the_prior_cannot_buy_an_unbounded_negative_kl():
         _, sigma = model.encode(x[0])
     assert math.isfinite(kl) and kl > -10.0, kl
     torch.testing.assert_close(sigma, torch.full_like(sigma, 2.0 * 0.5 + 1e-5))
+
+
+def test_the_normalised_target_is_blind_to_each_patch_brightness_and_contrast():
+    """reconstruction_target "normalised" reconstructs every patch standardised by its own mean and
+    spread: a patch and its brighter, higher-contrast copy give one target; the intensity target
+    differs, and a name that is not a target is refused."""
+    from napari_hypseg.core.losses import standardised_patches
+
+    x = torch.randn(4, 1, 5, 5, 5, generator=torch.Generator().manual_seed(0)) * 3
+    target = standardised_patches(x)
+    assert torch.allclose(target.mean((1, 2, 3, 4)), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(target.std((1, 2, 3, 4)), torch.ones(4), atol=0.01)
+    # equal but for eps (1e-2) against each patch's spread (about 3 here, 15 in the copy): < 0.4 %
+    assert torch.allclose(standardised_patches(x * 5 + 7), target, rtol=4e-3, atol=1e-4)
+    batch = [torch.randn(2, 1, 5, 5, 5, generator=torch.Generator().manual_seed(s)) * 4 + 10 for s in (1, 2, 3)]
+    recon = {}
+    for name in ("intensity", "normalised"):
+        model = HypsegVAE(tiny(reconstruction_target=name))
+        recon[name] = model.loss(*batch, generator=torch.Generator().manual_seed(0))["recon"].item()
+    assert recon["normalised"] < recon["intensity"]     # the same untrained decoder is far from intensities ~10
+    with pytest.raises(ConfigError, match="reconstruction_target must be one of"):
+        tiny(reconstruction_target="pixels")

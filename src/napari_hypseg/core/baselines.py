@@ -35,9 +35,8 @@ def smoothed_features(image: np.ndarray, sigma: float = 1.5) -> np.ndarray:
 
 MULTISCALE_SIGMAS = (0.5, 1.0, 2.0, 4.0)
 MULTISCALE_WINDOW = 5
-MULTISCALE_HALO = int(4 * max(MULTISCALE_SIGMAS) + 0.5) + 1
-"""Voxels of context the multi-scale columns of a slab need on each side (scipy's Gaussians reach
-4 sigma), so columns computed slab by slab equal those of the whole volume."""
+MULTISCALE_REACH = int(4 * max(MULTISCALE_SIGMAS) + 0.5)
+"""Planes the widest of those filters reaches on each side (scipy's Gaussians are cut at 4 sigma)."""
 
 
 def multiscale_columns(image: np.ndarray) -> np.ndarray:
@@ -64,8 +63,8 @@ def multiscale_column_slabs(image, planes: int = 1):
     multiscale_columns of the whole volume (up to float rounding), with about 100 planes of the image's
     filters in memory whatever the volume's depth. `image` may be a memory map; it is read plane by plane.
 
-    Why not filter slabs with a margin: the widest Gaussian reaches 16 planes either side, so slabs
-    of a 1k x 1k tomogram (one plane each) would filter 33 planes per plane kept. Instead every
+    Why not filter slabs with a margin: the widest Gaussian reaches MULTISCALE_REACH (16) planes either
+    side, so slabs of a 1k x 1k tomogram (one plane each) would filter 33 planes per plane kept. Instead every
     filter runs in Y and X on each plane once, is kept while the Z passes of later planes need it,
     and is combined along Z with the filter's own taps (its response to a unit impulse).
     """
@@ -78,7 +77,7 @@ def multiscale_column_slabs(image, planes: int = 1):
 
     def taps(kernel) -> np.ndarray:
         """Convolution taps t = -r..r of a 1-D filter, from its response to an impulse."""
-        radius = 16
+        radius = MULTISCALE_REACH
         impulse = np.zeros(2 * radius + 1)
         impulse[radius] = 1.0
         response = kernel(impulse)

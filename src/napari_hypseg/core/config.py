@@ -15,8 +15,9 @@ GEOMETRIES = ("hyperbolic", "euclidean")
 PRECISIONS = ("auto", "float32", "bfloat16")
 """Arithmetic of the encoder at inference (see device.inference_dtype)."""
 TEXTURE_DESCRIPTOR_NAMES = ("amplitude", "oriented")
-RECONSTRUCTION_TARGETS = ("intensity", "normalised")
 """Names of losses.TEXTURE_DESCRIPTORS, listed here so that a configuration is checked without torch."""
+RECONSTRUCTION_TARGETS = ("intensity", "normalised")
+"""What the decoder's first channel may reconstruct (HypsegConfig.reconstruction_target)."""
 FINE_CLUSTERINGS = ("kmeans", "gaussian_mixture")
 """Ways of finding the fine clusters of the joint space (HypsegConfig.fine_clustering)."""
 STAGE_FIELDS = ("hierarchy_scales", "hierarchy_neighbours")

@@ -26,10 +26,8 @@ def gaussian_nll(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
 def standardised_patches(x: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
     """Each patch of x (N, C, D, H, W) minus its mean, over its spread (+ eps, so a flat patch stays
     near 0 rather than amplifying rounding): the config's "normalised" reconstruction target."""
-    flat = x.flatten(start_dim=1)
-    mean = flat.mean(-1).reshape(-1, *[1] * (x.dim() - 1))
-    spread = flat.std(-1).reshape(-1, *[1] * (x.dim() - 1))
-    return (x - mean) / (spread + eps)
+    per_patch = tuple(range(1, x.dim()))
+    return (x - x.mean(per_patch, keepdim=True)) / (x.std(per_patch, keepdim=True) + eps)
 
 
 def _half_squared_error(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
