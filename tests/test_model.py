@@ -72,6 +72,24 @@ def test_dense_mean_equals_encoding_every_patch(geometry):
     torch.testing.assert_close(dense, per_patch, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_fused_cpu_kernels_give_the_plain_layers_result(stride):
+    """On a CPU, channels-last activations take oneDNN's fused convolution + ReLU and matrix product
+    + ReLU (model._convolve, model._pointwise); contiguous ones the plain layers. Same numbers."""
+    from napari_hypseg.core import model as model_module
+
+    if model_module._ONEDNN is None:
+        pytest.skip("this PyTorch build has no oneDNN fused kernels")
+    model = HypsegVAE(tiny()).eval()
+    volume = torch.randn(2, 1, 14, 15, 13, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        plain = model.dense_mean(volume, stride=stride)
+        fused = model.to(memory_format=torch.channels_last_3d).dense_mean(
+            volume.contiguous(memory_format=torch.channels_last_3d), stride=stride)
+    assert plain.shape == fused.shape
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("overrides", [
     dict(geometry="hyperbolic", gyroplane=True),
     dict(geometry="hyperbolic", gyroplane=False),

@@ -331,6 +331,34 @@ def _joint_rows(latents, image, weight, sample_rows=(), **kwargs):
     return (rows, sample) if len(sample_rows) else rows
 
 
+def test_one_ahead_keeps_order_passes_errors_and_stops_early():
+    """The slabs of the image features are computed one ahead in a thread: the same items in the same
+    order, an error inside reaches the caller, and leaving early leaves no thread running."""
+    import threading
+
+    from napari_hypseg.core.latent_fields import _one_ahead
+
+    assert list(_one_ahead(iter(range(7)))) == list(range(7))
+    assert list(_one_ahead([])) == []
+    made = []
+
+    def items():
+        for i in range(100):
+            made.append(i)
+            yield i
+    for item in _one_ahead(items()):
+        if item == 3:
+            break
+    assert made == [0, 1, 2, 3, 4]          # one computed ahead, no more
+    assert not [t for t in threading.enumerate() if t.name.startswith("hypseg-slabs")]
+
+    def failing():
+        yield 1
+        raise ValueError("bad slab")
+    with pytest.raises(ValueError, match="bad slab"):
+        list(_one_ahead(failing()))
+
+
 def test_hand_made_columns_plane_by_plane_equal_the_whole_volume():
     """multiscale_column_slabs filters each plane in Y and X once and combines planes along Z with
     the filters' taps; whatever the slab, and in volumes shallower than the widest Gaussian (whose

@@ -7,6 +7,9 @@ the model's score, so a user sees at once whether training was worth it.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 MAX_FIT_VOXELS = 200_000
@@ -103,13 +106,11 @@ def multiscale_column_slabs(image, planes: int = 1):
     reach = {name: max(len(t) // 2 for source, t in z_passes.values() if source == name) for name in plane_filters}
     kept: dict[str, dict[int, np.ndarray]] = {name: {} for name in plane_filters}
 
-    def filtered(name: str, z: int) -> np.ndarray:
-        source = _symmetric(z, depth)
-        cache = kept[name]
-        if source not in cache:
-            cache[source] = plane_filters[name](np.asarray(image[source], dtype=np.float32))
-            release_pages(image)
-        return cache[source]
+    def filter_plane(source: int, names: list[str]) -> None:
+        plane = np.asarray(image[source], dtype=np.float32)
+        release_pages(image)
+        for name in names:
+            kept[name][source] = plane_filters[name](plane)
 
     def along_z(name: str, z: int, out: np.ndarray) -> np.ndarray:
         source, weights = z_passes[name]
@@ -117,25 +118,39 @@ def multiscale_column_slabs(image, planes: int = 1):
         out[...] = 0
         for t, weight in enumerate(weights):       # out = sum_t weight[t] * plane(z + r - t)
             if weight != 0:
-                out += np.float32(weight) * filtered(source, z + r - t)
+                np.multiply(kept[source][_symmetric(z + r - t, depth)], np.float32(weight), out=term)
+                out += term
         return out
 
     scratch = {name: np.empty(image.shape[1:], dtype=np.float32) for name in z_passes}
-    for start in range(0, depth, planes):
-        stop = min(depth, start + planes)
-        slab = np.empty((stop - start, *image.shape[1:], 6), dtype=np.float32)
-        for z in range(start, stop):
-            out = slab[z - start]
-            for column, sigma in enumerate(MULTISCALE_SIGMAS):
-                out[..., column] = along_z(f"g{sigma}", z, scratch[f"g{sigma}"])
-            gradient = sum(along_z(axis, z, scratch[axis]) ** 2 for axis in ("dz", "dy", "dx"))
-            out[..., 4] = np.sqrt(gradient)
-            mean = along_z("mean", z, scratch["mean"])
-            out[..., 5] = np.sqrt(np.maximum(along_z("square", z, scratch["square"]) - mean * mean, 0))
-            for name, cache in kept.items():      # forget planes no later output plane reads
-                for source in [s for s in cache if s < z + 1 - reach[name]]:
-                    del cache[source]
-        yield start, slab
+    term = np.empty(image.shape[1:], dtype=np.float32)
+    # The in-plane filters of the planes an output plane newly needs run on every core (scipy's
+    # filters release the GIL); the combination along Z stays in this thread.
+    pool = ThreadPoolExecutor(max(1, min(4, len(os.sched_getaffinity(0)))), thread_name_prefix="hypseg-filters")
+    try:
+        for start in range(0, depth, planes):
+            stop = min(depth, start + planes)
+            slab = np.empty((stop - start, *image.shape[1:], 6), dtype=np.float32)
+            for z in range(start, stop):
+                missing: dict[int, list[str]] = {}
+                for name, cache in kept.items():
+                    for source in {_symmetric(z + t, depth) for t in range(-reach[name], reach[name] + 1)}:
+                        if source not in cache:
+                            missing.setdefault(source, []).append(name)
+                list(pool.map(lambda item: filter_plane(*item), missing.items()))
+                out = slab[z - start]
+                for column, sigma in enumerate(MULTISCALE_SIGMAS):
+                    out[..., column] = along_z(f"g{sigma}", z, scratch[f"g{sigma}"])
+                gradient = sum(along_z(axis, z, scratch[axis]) ** 2 for axis in ("dz", "dy", "dx"))
+                out[..., 4] = np.sqrt(gradient)
+                mean = along_z("mean", z, scratch["mean"])
+                out[..., 5] = np.sqrt(np.maximum(along_z("square", z, scratch["square"]) - mean * mean, 0))
+                for name, cache in kept.items():      # forget planes no later output plane reads
+                    for source in [s for s in cache if s < z + 1 - reach[name]]:
+                        del cache[source]
+            yield start, slab
+    finally:
+        pool.shutdown(wait=True)
 
 
 def multiscale_features(image: np.ndarray) -> np.ndarray:

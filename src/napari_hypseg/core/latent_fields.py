@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,21 @@ def neighbour_descriptors(fine_labels: np.ndarray, fine_counts: np.ndarray, sigm
     return np.sqrt(np.clip(shares, 0.0, None))
 
 
+_END = object()
+
+
+def _one_ahead(items: Iterable) -> Iterator:
+    """Yield `items`, the next one computed in a thread while the caller works on this one. The image
+    columns (scipy's filters and numpy release the GIL) then overlap the labelling of the slab before
+    on a second core. Leaving early waits for the one item under way."""
+    iterator = iter(items)
+    with ThreadPoolExecutor(1, thread_name_prefix="hypseg-slabs") as pool:
+        pending = pool.submit(next, iterator, _END)
+        while (item := pending.result()) is not _END:
+            pending = pool.submit(next, iterator, _END)
+            yield item
+
+
 class JointFeatures:
     """Each voxel's latent (in the tangent space at the origin for a hyperbolic field) beside the six
     hand-made columns of baselines.multiscale_columns, every channel standardised over the volume and
@@ -199,7 +215,7 @@ class JointFeatures:
         sums = np.zeros(self.n_features)
         squares = np.zeros(self.n_features)
         sample = np.empty((len(sample_rows), self.n_features), dtype=np.float32)
-        for index, (first, rows) in enumerate(self._raw_slabs()):
+        for index, (first, rows) in enumerate(_one_ahead(self._raw_slabs())):
             if stop is not None and stop.is_set():
                 return None
             block = rows.astype(np.float64)
@@ -216,13 +232,16 @@ class JointFeatures:
         return self._standardised(sample)
 
     def _standardised(self, rows: np.ndarray) -> np.ndarray:
-        return ((rows - self.mean) * self.scale).astype(np.float32)
+        """In float32 throughout: float64 statistics would promote every slab to a float64 copy."""
+        rows = rows - self.mean.astype(np.float32)
+        rows *= self.scale.astype(np.float32)
+        return rows
 
     def slabs(self):
         """Second pass (after measure): (first row, standardised (rows, d + 6) float32) per slab."""
         if self.mean is None:
             raise RuntimeError("JointFeatures.measure must run before slabs")
-        for first, rows in self._raw_slabs():
+        for first, rows in _one_ahead(self._raw_slabs()):
             yield first, self._standardised(rows)
 
 

