@@ -7,10 +7,11 @@ the model's score, so a user sees at once whether training was worth it.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from .parallel import worker_count
 
 MAX_FIT_VOXELS = 200_000
 
@@ -126,7 +127,7 @@ def multiscale_column_slabs(image, planes: int = 1):
     term = np.empty(image.shape[1:], dtype=np.float32)
     # The in-plane filters of the planes an output plane newly needs run on every core (scipy's
     # filters release the GIL); the combination along Z stays in this thread.
-    pool = ThreadPoolExecutor(max(1, min(4, len(os.sched_getaffinity(0)))), thread_name_prefix="hypseg-filters")
+    pool = ThreadPoolExecutor(worker_count(), thread_name_prefix="hypseg-filters")
     try:
         for start in range(0, depth, planes):
             stop = min(depth, start + planes)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Generator, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
 
 from .lookup import CHUNK_VOXELS
 from .pages import release_pages
+from .parallel import gaussian_filter, one_ahead
 from .progress import Progress
 
 
@@ -31,7 +31,6 @@ def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "h
     run over slabs of Z, the filter over one channel at a time (one (Z, Y, X) float32 array in RAM).
     """
     import torch
-    from scipy import ndimage
 
     from . import manifold
 
@@ -54,7 +53,7 @@ def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "h
         for start in range(0, latents.shape[0], rows):
             values[start:start + rows] = latents[start:start + rows, ..., channel]
             release_pages(latents)
-        ndimage.gaussian_filter(values, sigma, mode="nearest", output=values)
+        gaussian_filter(values, sigma, mode="nearest")
         for start in range(0, latents.shape[0], rows):
             latents[start:start + rows, ..., channel] = values[start:start + rows]
             release_pages(latents)
@@ -93,7 +92,6 @@ def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, fine_coun
     tangent space at the origin; one channel of the field is held in RAM at a time.
     """
     import torch
-    from scipy import ndimage
 
     from . import manifold
 
@@ -107,7 +105,7 @@ def regional_descriptors(latents: np.ndarray, fine_labels: np.ndarray, fine_coun
         for start, slab in _tangent_slabs(latents, rows, geometry, curvature):
             tangent[start:start + rows] = slab[..., channel]
         for index, sigma in enumerate(sigmas):
-            smoothed = ndimage.gaussian_filter(tangent, float(sigma), mode="nearest") if sigma > 0 else tangent
+            smoothed = gaussian_filter(tangent.copy(), float(sigma), mode="nearest") if sigma > 0 else tangent
             for start in range(0, latents.shape[0], rows):
                 sums[index, :, channel] += np.bincount(fine_labels[start:start + rows].reshape(-1),
                                                        weights=smoothed[start:start + rows].reshape(-1),
@@ -133,8 +131,6 @@ def neighbour_descriptors(fine_labels: np.ndarray, fine_counts: np.ndarray, sigm
     grid gave the same tree cuts in 37 of 40), unless it would miss a cluster. One (Z, Y, X) float32
     array of that grid in RAM.
     """
-    from scipy import ndimage
-
     n_fine = len(fine_counts) - 1
     present = np.asarray(fine_counts)[1:] > 0
     step = max(1, int(float(sigma) // 3)) if fine_labels.size > subsample_above else 1
@@ -152,28 +148,13 @@ def neighbour_descriptors(fine_labels: np.ndarray, fine_counts: np.ndarray, sigm
     for neighbour in np.flatnonzero(present) + 1:
         for start in range(0, grid.shape[0], rows):
             indicator[start:start + rows] = grid[start:start + rows] == neighbour
-        ndimage.gaussian_filter(indicator, float(sigma) / step, mode="nearest", output=indicator)
+        gaussian_filter(indicator, float(sigma) / step, mode="nearest")
         for start in range(0, grid.shape[0], rows):
             shares[:, neighbour - 1] += np.bincount(np.asarray(grid[start:start + rows]).reshape(-1),
                                                     weights=indicator[start:start + rows].reshape(-1),
                                                     minlength=n_fine + 1)[1:]
     shares /= np.maximum(counts[1:], 1)[:, None]
     return np.sqrt(np.clip(shares, 0.0, None))
-
-
-_END = object()
-
-
-def _one_ahead(items: Iterable) -> Iterator:
-    """Yield `items`, the next one computed in a thread while the caller works on this one. The image
-    columns (scipy's filters and numpy release the GIL) then overlap the labelling of the slab before
-    on a second core. Leaving early waits for the one item under way."""
-    iterator = iter(items)
-    with ThreadPoolExecutor(1, thread_name_prefix="hypseg-slabs") as pool:
-        pending = pool.submit(next, iterator, _END)
-        while (item := pending.result()) is not _END:
-            pending = pool.submit(next, iterator, _END)
-            yield item
 
 
 class JointFeatures:
@@ -215,7 +196,7 @@ class JointFeatures:
         sums = np.zeros(self.n_features)
         squares = np.zeros(self.n_features)
         sample = np.empty((len(sample_rows), self.n_features), dtype=np.float32)
-        for index, (first, rows) in enumerate(_one_ahead(self._raw_slabs())):
+        for index, (first, rows) in enumerate(one_ahead(self._raw_slabs())):
             if stop is not None and stop.is_set():
                 return None
             block = rows.astype(np.float64)
@@ -241,7 +222,7 @@ class JointFeatures:
         """Second pass (after measure): (first row, standardised (rows, d + 6) float32) per slab."""
         if self.mean is None:
             raise RuntimeError("JointFeatures.measure must run before slabs")
-        for first, rows in _one_ahead(self._raw_slabs()):
+        for first, rows in one_ahead(self._raw_slabs()):
             yield first, self._standardised(rows)
 
 
