@@ -5,6 +5,7 @@ volume through a gyroplane convolution (or log_0 + a convolution, or a plain con
 from __future__ import annotations
 
 import math
+import platform
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +44,9 @@ def _init_conv(layer: nn.Conv3d | nn.ConvTranspose3d, generator: torch.Generator
         layer.bias.uniform_(-1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in), generator=generator)
 
 
-_ONEDNN = torch.ops.mkldnn if torch.backends.mkldnn.is_available() \
+_ONEDNN = torch.ops.mkldnn if platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available() \
     and hasattr(torch.ops.mkldnn, "_convolution_pointwise") and hasattr(torch.ops.mkldnn, "_linear_pointwise") else None
+"""oneDNN's fused kernels, used on x86 CPUs (where they were measured); elsewhere the plain layers."""
 
 
 def _convolve(x: torch.Tensor, layer: nn.Conv3d, stride: int, *, relu: bool, dtype: torch.dtype) -> torch.Tensor:
