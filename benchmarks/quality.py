@@ -3,7 +3,8 @@
 One run scores, on the same volumes and with the same protocol (Hungarian-matched Dice, background
 included, unmatched classes count 0; k = 2 / 4 / 8 for levels 1 / 2 / 3, core/evaluation.py):
 - the default pipeline (the default preset, trained once per training seed; `segment` with its
-  defaults, the tree cut at k), mean ± standard deviation over the training seeds;
+  defaults, the tree cut at k), mean ± standard deviation over the training seeds (and, with
+  --cluster-seeds, over segment()'s seeds for each training);
 - its control: the same model after 1 training step (what training adds);
 - the ablation rows in ABLATIONS (each a configuration change of the default);
 - the four classical baselines (core/baselines.py);
@@ -17,6 +18,7 @@ Also the hyperbolic check: the mean radius in the ball of the coarse clusters' c
     python benchmarks/quality.py                                  # everything: about 1-2 hours on 2 CPU cores
     python benchmarks/quality.py --sets regular --n-test 5 --train-seeds 0 --no-mni --no-write   # a quick look
     python benchmarks/quality.py --split validation --train-seeds 0 --ablations inference --no-mni  # tuning
+    python benchmarks/quality.py --sets --train-seeds 0 --cluster-seeds 0 1 2 3 4 --no-write  # MNI152 vs clustering seed
 """
 
 from __future__ import annotations
@@ -84,8 +86,9 @@ _TRAINED: dict = {}
 settings reuse them."""
 
 
-def run_model(volumes, tests, overrides, segment_kwargs, seed, device, level_k, steps=None):
-    """Train on `volumes`, segment each test image; per-test scores and centroid radii per level."""
+def run_model(volumes, tests, overrides, segment_kwargs, seed, device, level_k, steps=None, cluster_seed=0):
+    """Train on `volumes`, segment each test image (clustering seed `cluster_seed`); per-test scores and
+    centroid radii per level."""
     config = get_preset(DEFAULT_PRESET, **{"seed": seed, "steps": steps, **overrides})
     key = (id(volumes), repr(config))
     if key not in _TRAINED:
@@ -93,7 +96,7 @@ def run_model(volumes, tests, overrides, segment_kwargs, seed, device, level_k, 
     trained = _TRAINED[key]
     scores, radii = [], []
     for image, truth in tests:
-        segmentation = run_to_completion(segment(trained, image, device=device, seed=0, **segment_kwargs))
+        segmentation = run_to_completion(segment(trained, image, device=device, seed=cluster_seed, **segment_kwargs))
         scores.append(score_levels(segmentation.labels_at_k, truth, level_k))
         radii.append([_mean_centroid_radius(segmentation, k) for k in level_k.values()])
     return scores, radii
@@ -109,6 +112,8 @@ def summarise(name, runs, class_names, level_k):
     levels = list(level_k)
     means = np.array([[mean_dice(run, level) for level in levels] for run in runs])
     cells = [f"{m:.3f}" if len(runs) == 1 else f"{m:.3f} ± {d:.3f}" for m, d in zip(means.mean(0), means.std(0))]
+    if len(runs) > 1:
+        print(f"  {name:<48} per run: " + "; ".join(" / ".join(f"{v:.3f}" for v in run) for run in means), flush=True)
     per_class = {level: [float(np.mean([s[level].per_class_dice[c] for run in runs for s in run]))
                          for c in range(len(class_names[level]))] for level in levels}
     print(f"  {name:<48} " + "  ".join(f"L{level} {cell}" for level, cell in zip(levels, cells)), flush=True)
@@ -137,12 +142,13 @@ def evaluate(tests, training_volumes, rows, args, class_names, level_k):
     for name, (overrides, segment_kwargs) in rows.items():
         runs, radii, started = [], [], time.perf_counter()
         for seed in args.train_seeds:
-            scores, run_radii = run_model(training_volumes, tests, overrides, segment_kwargs, seed, args.device,
-                                          level_k, args.steps)
-            runs.append(scores)
-            radii.append(np.mean(run_radii, axis=0))
+            for cluster_seed in args.cluster_seeds:
+                scores, run_radii = run_model(training_volumes, tests, overrides, segment_kwargs, seed, args.device,
+                                              level_k, args.steps, cluster_seed)
+                runs.append(scores)
+                radii.append(np.mean(run_radii, axis=0))
         row, classes, mean = summarise(name, runs, class_names, level_k)
-        table.append(row + [f"{(time.perf_counter() - started) / len(args.train_seeds):.0f}"])
+        table.append(row + [f"{(time.perf_counter() - started) / len(runs):.0f}"])
         per_class.append((name, classes))
         means[name] = mean
         radii_rows.append([name, *[f"{r:.3f}" for r in np.mean(radii, axis=0)]])
@@ -184,6 +190,9 @@ def main(argv=None) -> int:
                         help="score the test volumes (seeds %d+, the default: what is reported) or the validation "
                              "volumes (seeds %d+, on which settings are chosen)" % (TOY_TEST_SEED, TOY_VALIDATION_SEED))
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--cluster-seeds", type=int, nargs="+", default=[0],
+                        help="segment() seeds (the fine mixture's sample and start) each training is scored with; "
+                             "every (training, clustering seed) pair is one run of the mean ± spread")
     parser.add_argument("--ablations", nargs="?", const="all", choices=["all", "inference"],
                         help="also the ablation rows: all of them (regular set only), or only those that reuse "
                              "the default's trainings (every synthetic set)")
@@ -218,8 +227,10 @@ def main(argv=None) -> int:
     if not args.no_write:
         steps = get_preset(DEFAULT_PRESET).steps
         first, kind = SPLITS[args.split]
+        clustering = "" if args.cluster_seeds == [0] else \
+            f", each segmented with clustering seeds {', '.join(map(str, args.cluster_seeds))}"
         intro = (f"Default preset `{DEFAULT_PRESET}` ({steps} training steps), trained once per seed "
-                 f"{', '.join(map(str, args.train_seeds))}; cells are mean ± standard deviation over those trainings "
+                 f"{', '.join(map(str, args.train_seeds))}{clustering}; cells are mean ± standard deviation over those runs "
                  f"of the mean Dice over {args.n_test} {kind} volumes (seeds {first}+; models trained on "
                  f"seeds 0-{TOY_TRAIN_VOLUMES - 1}). Baselines are deterministic. \"best baseline\" is the best classical row "
                  f"per level; \"margin\" is the default's lead over it.\n\n")
@@ -240,7 +251,7 @@ def report(title, table, per_class, means, radii, class_names, level_k) -> str:
     summary = markdown_table(["", *[f"L{level} (k={k})" for level, k in level_k.items()]],
                              [["best baseline", *[f"{b:.3f}" for b in best]],
                               ["default − best baseline (margin)", *[f"{m:+.3f}" for m in margin]]])
-    main_table = markdown_table(["method", *[f"L{level} (k={k})" for level, k in level_k.items()], "s per training"],
+    main_table = markdown_table(["method", *[f"L{level} (k={k})" for level, k in level_k.items()], "s per run"],
                                 table)
     class_tables = []
     for level in levels:
