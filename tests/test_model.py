@@ -74,8 +74,9 @@ def test_dense_mean_equals_encoding_every_patch(geometry):
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_fused_cpu_kernels_give_the_plain_layers_result(stride):
-    """On a CPU, channels-last activations take oneDNN's fused convolution + ReLU and matrix product
-    + ReLU (model._convolve, model._pointwise); contiguous ones the plain layers. Same numbers."""
+    """On a CPU, channels-last activations take oneDNN's fused convolution + ReLU (model._convolve),
+    contiguous ones the plain convolution and ReLU. Same numbers. (The fused 1x1 layers, model._pointwise,
+    are checked against the encoder's own modules by test_dense_mean_equals_encoding_every_patch.)"""
     from napari_hypseg.core import model as model_module
 
     if model_module._ONEDNN is None:

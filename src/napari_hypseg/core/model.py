@@ -178,13 +178,12 @@ class HypsegVAE(nn.Module):
                 if isinstance(layer, nn.ReLU):
                     continue        # every ReLU follows a convolution (see __init__) and is applied with it
                 relu = index + 1 < len(stages) and isinstance(stages[index + 1], nn.ReLU)
-                if index < last:
-                    x = _convolve(x, layer, 1, relu=relu, dtype=compute_dtype)
-                elif index == last:
-                    x = _convolve(x, layer, stride, relu=relu, dtype=compute_dtype)
-                    x = x.movedim(1, -1).contiguous()      # free when the convolutions ran channels-last
-                else:
+                if index > last:
                     x = _pointwise(x, layer, relu=relu, dtype=compute_dtype)
+                    continue
+                x = _convolve(x, layer, stride if index == last else 1, relu=relu, dtype=compute_dtype)
+                if index == last:
+                    x = x.movedim(1, -1).contiguous()      # free when the convolutions ran channels-last
         return self._to_ball_last(x.float()).movedim(-1, 1)
 
     # --- distributions -------------------------------------------------------------------------
