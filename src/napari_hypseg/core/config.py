@@ -77,7 +77,15 @@ class HypsegConfig:
     the encoder to ignore scale and with it a texture's grain; this term teaches the grain and
     orientation of textures as they look at inference. 0 = off (the paper)."""
     view_shift: int = 2
-    """Largest offset (voxels, per axis) between the two cubes of the same-scale triplet."""
+    """Largest offset (voxels, per axis) between the two cubes of the same-scale triplet or of the
+    invariance pairs."""
+    invariance_weight: float = 0.0
+    """Weight of a photometric invariance term (VICReg: losses.vicreg): two cubes of side `context`
+    up to `view_shift` voxels apart, each with its own brightness offset (intensity_jitter), contrast
+    and noise (TripletSampler.sample_pairs); their latents (in the tangent space at the origin) are
+    pulled together, while a variance and a covariance term over the batch keep the latents from
+    collapsing to one point. It asks the encoder for what two views of one structure share (texture,
+    grain, orientation) and not for how bright they happen to be. 0 = off (the paper)."""
     # --- sampling ---
     parent_min: int = 5
     parent_max: int = 34
@@ -197,6 +205,8 @@ class HypsegConfig:
                  f"{name} must be (k, sigma) pairs with k >= 1 strictly decreasing and sigma >= 0, got {scales!r}")
         need(_non_negative_number(self.view_weight),
              f"view_weight must be a number >= 0 (0 = off), got {self.view_weight!r}")
+        need(_non_negative_number(self.invariance_weight),
+             f"invariance_weight must be a number >= 0 (0 = off), got {self.invariance_weight!r}")
         need(isinstance(self.view_shift, int) and not isinstance(self.view_shift, bool) and self.view_shift >= 1,
              f"view_shift must be an integer >= 1 (voxels), got {self.view_shift!r}")
         need(self.texture_descriptor in TEXTURE_DESCRIPTOR_NAMES,

@@ -109,3 +109,24 @@ def hierarchical_triplet(anchor: torch.Tensor, positive: torch.Tensor, negative:
         d_pos = dist(anchor, positive, curvature).pow(2)
         d_neg = dist(anchor, negative, curvature).pow(2)
     return torch.relu(d_pos - d_neg + margin).mean()
+
+
+def vicreg(a: torch.Tensor, b: torch.Tensor, *, target_std: float = 1.0, covariance_weight: float = 0.04) -> torch.Tensor:
+    """Variance-invariance-covariance loss of two views' embeddings a, b (N, d) (Bardes et al., 2022).
+
+    invariance: mean squared distance between paired embeddings; variance: hinge on each dimension's
+    standard deviation over the batch, below target_std; covariance: the squared off-diagonal
+    covariances over d. Invariance alone is minimised by one point for every input; the other two
+    keep the embeddings spread and their dimensions decorrelated. The weights 1 : 1 : 0.04 are the
+    paper's 25 : 25 : 1."""
+    invariance = (a - b).pow(2).sum(-1).mean()
+    variance = a.new_zeros(())
+    covariance = a.new_zeros(())
+    dims = a.shape[-1]
+    for z in (a, b):
+        std = torch.sqrt(z.var(dim=0) + 1e-4)
+        variance = variance + torch.relu(target_std - std).mean()
+        centred = z - z.mean(dim=0)
+        cov = centred.T @ centred / max(len(z) - 1, 1)
+        covariance = covariance + (cov.pow(2).sum() - cov.diagonal().pow(2).sum()) / dims
+    return invariance + variance + covariance_weight * covariance

@@ -20,6 +20,7 @@ from .losses import (
     monte_carlo_kl,
     standardised_patches,
     texture_error,
+    vicreg,
 )
 from .manifold import DiagonalNormal, WrappedNormal, expmap0, logmap0
 
@@ -215,6 +216,7 @@ class HypsegVAE(nn.Module):
     # --- objective -----------------------------------------------------------------------------
     def loss(self, parent: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *,
              views: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+             pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """The training objective on a batch of triplets, each (B, 1, S, S, S) with S = input_size.
 
@@ -223,18 +225,20 @@ class HypsegVAE(nn.Module):
         averaged over samples and over all 3B patches; the triplet term is averaged over the B
         triplets. So losses do not grow with the batch size.
             total = recon + kl_weight * kl + triplet_weight * triplet + texture_weight * texture
-                    + view_weight * view
+                    + view_weight * view + invariance_weight * invariance
         (triplet only if config.triplet; texture, half the squared error of the reconstructed local
         texture amplitude summed over voxels (losses.texture_error), only if texture_weight > 0;
         view, the same triplet loss on the same-scale cubes `views` (TripletSampler.sample_views),
-        only if view_weight > 0 and views are given)
+        only if view_weight > 0 and views are given; invariance, losses.vicreg on the tangent vectors
+        at the origin of the two views' means `pairs` (TripletSampler.sample_pairs), only if
+        invariance_weight > 0 and pairs are given)
         The released code summed the parent patches' ELBO over a batch of 128 and added 1e3 x the
         batch-mean triplet; divided by the batch size, that is triplet_weight = 1e3 / 128 ~ 7.8 here
         (for 10^3-voxel patches; the recon term grows with S^3). triplet_weight = 1e3 weighs the
         triplet ~128x more than the paper did.
 
         Returns scalar tensors: "total" (to minimise), "recon", "kl", "triplet" (reported, detached,
-        when the triplet is off), "texture" and "view" (0 when off) and "elbo" = recon + kl, the
+        when the triplet is off), "texture", "view" and "invariance" (0 when off) and "elbo" = recon + kl, the
         negative ELBO in nats per patch.
         Noise comes from ``generator`` if given, else from the model's own generator for the device.
         """
@@ -273,5 +277,13 @@ class HypsegVAE(nn.Module):
             view = hierarchical_triplet(*view_mu[:, :, centre, centre, centre].split(len(views[0])),
                                         margin=cfg.triplet_margin, curvature=curvature)
             total = total + cfg.view_weight * view
+        invariance = torch.zeros((), device=x.device)
+        if cfg.invariance_weight > 0 and pairs is not None:
+            pair_mu, _ = self.encode(torch.cat(pairs))
+            tangent = pair_mu[:, :, centre, centre, centre]
+            if self.hyperbolic:
+                tangent = logmap0(tangent, self.curvature)
+            invariance = vicreg(*tangent.split(len(pairs[0])), target_std=cfg.prior_sigma)
+            total = total + cfg.invariance_weight * invariance
         return {"total": total, "recon": recon, "kl": kl, "triplet": triplet, "texture": texture, "view": view,
-                "elbo": recon + kl}
+                "invariance": invariance, "elbo": recon + kl}

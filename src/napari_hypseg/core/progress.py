@@ -52,6 +52,7 @@ METRICS: dict[str, MetricSpec] = {
     "triplet": MetricSpec("triplet", "squared Poincaré distance", "loss"),
     "texture": MetricSpec("texture", "half squared error per patch", "loss"),
     "view": MetricSpec("view", "squared Poincaré distance", "loss"),
+    "invariance": MetricSpec("invariance", "VICReg loss per pair", "loss"),
     "patches_per_s": MetricSpec("patches/s", "patches per second", "rate", ".0f"),
     "voxels_per_s": MetricSpec("voxels/s", "voxels per second", "rate", ",.0f"),
     "eta_s": MetricSpec("ETA", "seconds", "time"),

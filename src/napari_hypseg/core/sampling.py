@@ -39,6 +39,11 @@ from .config import HypsegConfig
 from .device import resolve_device
 from .errors import VolumeError
 
+PAIR_CONTRAST = 0.25
+"""Standard deviation of the log contrast factor of each invariance view (sample_pairs)."""
+PAIR_NOISE = 0.1
+"""Standard deviation of the Gaussian noise added to each invariance view (normalised intensity units)."""
+
 
 @dataclass
 class TripletBoxes:
@@ -122,6 +127,20 @@ class TripletSampler:
         config.context, the positive up to config.view_shift voxels from the anchor per axis, the
         negative anywhere (a random voxel lies near the anchor rarely enough), each with its own
         brightness offset. Continues the generator's stream (call it after `sample`)."""
+        return self._same_scale_cubes(batch_size, with_negative=True)
+
+    def sample_pairs(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two views of one place, each (B, 1, S, S, S): cubes of side config.context up to
+        config.view_shift voxels apart per axis, each with its own brightness offset
+        (intensity_jitter), contrast (a factor exp(N(0, PAIR_CONTRAST^2))) and Gaussian noise of
+        standard deviation PAIR_NOISE, for the invariance term. Continues the generator's stream."""
+        views = torch.cat(self._same_scale_cubes(batch_size, with_negative=False), dim=1)   # (B, 2, S, S, S)
+        contrast = torch.exp(PAIR_CONTRAST * torch.randn((batch_size, 2), generator=self.generator))
+        noise = PAIR_NOISE * torch.randn(views.shape, generator=self.generator)
+        views = views * contrast.to(self.device)[:, :, None, None, None] + noise.to(self.device)
+        return views[:, :1].contiguous(), views[:, 1:].contiguous()
+
+    def _same_scale_cubes(self, batch_size: int, *, with_negative: bool) -> tuple[torch.Tensor, ...]:
         config = self.config
         volume = torch.multinomial(self._weights, batch_size, replacement=True, generator=self.generator)
         shape = self._shapes[volume]
@@ -133,24 +152,24 @@ class TripletSampler:
         anchor = anywhere()
         shift = self._uniform_int(torch.full_like(shape, 2 * config.view_shift + 1)) - config.view_shift
         positive = torch.minimum(torch.maximum(anchor + shift, margin), shape - 1 - margin)
-        centres = torch.stack([anchor, positive, anywhere()], dim=1)
-        return self._cubes(volume, centres, torch.full((batch_size, 3), config.context))
+        centres = [anchor, positive] + ([anywhere()] if with_negative else [])
+        return self._cubes(volume, torch.stack(centres, dim=1), torch.full((batch_size, len(centres)), config.context))
 
     def _cubes(self, volume: torch.Tensor, centres: torch.Tensor, sides: torch.Tensor):
-        """Three cubes per example (centres (B, 3, 3), sides (B, 3)) resampled to the input size, with
-        the brightness jitter: a tuple of three (B, 1, S, S, S) tensors."""
-        batch_size, size = len(volume), self.input_size
-        out = torch.empty((batch_size, 3, size, size, size), dtype=torch.float32, device=self.device)
+        """n cubes per example (centres (B, n, 3), sides (B, n)) resampled to the input size, with
+        the brightness jitter: a tuple of n (B, 1, S, S, S) tensors."""
+        (batch_size, count), size = sides.shape, self.input_size
+        out = torch.empty((batch_size, count, size, size, size), dtype=torch.float32, device=self.device)
         for index in torch.unique(volume).tolist():
             rows = torch.nonzero(volume == index).flatten()
             grid = self._grid(centres[rows].reshape(-1, 3), sides[rows].reshape(-1), self.volumes[index].shape[2:])
             patches = F.grid_sample(self.volumes[index], grid, mode="bilinear", padding_mode="border",
                                     align_corners=False)
-            out[rows.to(self.device)] = patches.reshape(len(rows), 3, size, size, size)
+            out[rows.to(self.device)] = patches.reshape(len(rows), count, size, size, size)
         if self.config.intensity_jitter > 0:
-            offsets = self.config.intensity_jitter * torch.randn((batch_size, 3), generator=self.generator)
+            offsets = self.config.intensity_jitter * torch.randn((batch_size, count), generator=self.generator)
             out += offsets.to(self.device)[:, :, None, None, None]
-        return tuple(out[:, kind:kind + 1].contiguous() for kind in range(3))
+        return tuple(out[:, kind:kind + 1].contiguous() for kind in range(count))
 
     def _uniform_int(self, count: torch.Tensor) -> torch.Tensor:
         """One integer in [0, count) per entry (float64, so large counts stay exact)."""

@@ -134,8 +134,9 @@ def train(
                 parent, positive, negative = sampler.sample(config.batch_size,
                                                             seed=_step_seed(config.seed, step, 0, shard))
                 views = sampler.sample_views(config.batch_size) if config.view_weight > 0 else None
+                pairs = sampler.sample_pairs(config.batch_size) if config.invariance_weight > 0 else None
                 noise.manual_seed(_step_seed(config.seed, step, 1, shard))
-                return objective(parent, positive, negative, views=views, generator=noise)
+                return objective(parent, positive, negative, views=views, pairs=pairs, generator=noise)
 
             losses = parts.losses(shard_losses)
             values = parts.values(losses)
