@@ -58,6 +58,7 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
     "default without the texture target (texture_weight 0)": ({"texture_weight": 0.0}, {}),
     "default with the oriented texture descriptor": ({"texture_descriptor": "oriented"}, {}),
     "default with the same-scale triplet (view_weight 7.8125)": ({"view_weight": 1e3 / 128}, {}),
+    "default with the photometric invariance term (invariance_weight 100)": ({"invariance_weight": 100.0}, {}),
     "default with the normalised reconstruction target": ({"reconstruction_target": "normalised"}, {}),
     "default with latents at every other grid point (inference_stride 2)": ({}, {"inference_stride": 2}),
     "default without image features (image_features 0)": ({}, {"image_features": 0.0}),

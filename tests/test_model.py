@@ -9,7 +9,7 @@ import torch
 
 from napari_hypseg.core.config import get_preset
 from napari_hypseg.core.errors import ConfigError
-from napari_hypseg.core.losses import local_texture
+from napari_hypseg.core.losses import local_texture, vicreg
 from napari_hypseg.core.model import HypsegVAE
 
 
@@ -52,7 +52,7 @@ def test_shapes():
     textured = HypsegVAE(tiny(latent_grid=3, texture_weight=30.0))
     assert textured.decode(mu).shape == (2, 2, *x.shape[2:])  # intensity and texture amplitude
     losses = model.loss(x, x, x)
-    assert set(losses) == {"total", "recon", "kl", "triplet", "texture", "view", "elbo"}
+    assert set(losses) == {"total", "recon", "kl", "triplet", "texture", "view", "invariance", "elbo"}
     assert all(v.dim() == 0 for v in losses.values())
 
 
@@ -218,6 +218,33 @@ def test_same_scale_triplet_is_a_weighted_term_of_the_total_and_off_by_default()
     assert off["view"] == 0                                     # view_weight 0: the views are ignored
     with_views["view"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+def test_invariance_term_is_a_weighted_term_of_the_total_and_off_by_default():
+    cfg = tiny(invariance_weight=3.0)
+    model = HypsegVAE(cfg)
+    batch = triplet_batch(cfg)
+    pairs = triplet_batch(cfg, n=8, seed=10)[:2]
+    with_pairs = model.loss(*batch, pairs=pairs, generator=torch.Generator().manual_seed(0))
+    without = model.loss(*batch, generator=torch.Generator().manual_seed(0))
+    assert with_pairs["invariance"] > 0 and without["invariance"] == 0
+    torch.testing.assert_close(with_pairs["total"], without["total"] + 3.0 * with_pairs["invariance"])
+    off = HypsegVAE(tiny()).loss(*batch, pairs=pairs, generator=torch.Generator().manual_seed(0))
+    assert off["invariance"] == 0                               # invariance_weight 0: the pairs are ignored
+    with_pairs["invariance"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+def test_vicreg_punishes_a_collapse_and_a_mismatch_not_spread_matching_views():
+    g = torch.Generator().manual_seed(0)
+    spread = 2.0 * torch.randn(4096, 3, generator=g)
+    assert vicreg(spread, spread) < 0.01                        # identical, spread, decorrelated: ~0
+    collapsed = torch.zeros(64, 3)
+    assert vicreg(collapsed, collapsed) == pytest.approx(2.0, abs=0.02)   # the variance hinge of both views
+    shifted = spread + torch.tensor([1.0, 0.0, 0.0])
+    assert vicreg(spread, shifted) == pytest.approx(1.0, abs=0.02)        # squared distance of each pair
+    correlated = torch.cat([spread[:, :1]] * 3, dim=1)
+    assert vicreg(correlated, correlated) > 1.0                 # one direction three times: covariance
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "30"])

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ import torch.nn.functional as F
 
 from napari_hypseg.core.config import get_preset
 from napari_hypseg.core.errors import ConfigError, VolumeError
-from napari_hypseg.core.sampling import TripletSampler
+from napari_hypseg.core.sampling import PAIR_CONTRAST, PAIR_NOISE, TripletSampler
 
 CONFIG = get_preset("fast", encoder_channels=(4, 8), hidden=8, n_samples=1, batch_size=4, steps=4,
                     parent_min=5, parent_max=12, child_min=3, child_max=5, intensity_jitter=0.0)
@@ -190,7 +192,25 @@ def test_views_fit_a_volume_smaller_than_the_context_and_replay_with_the_seed():
     assert a[3].shape == (6, 1, config.input_size, config.input_size, config.input_size)
 
 
+def test_invariance_pairs_are_two_views_of_one_place_with_their_own_photometry():
+    shape = (20, 26, 23)
+    config = CONFIG.with_overrides(context=5, view_shift=2, intensity_jitter=0.0)
+    first, second = TripletSampler([ramp(shape)], config, seed=0).sample_pairs(500)
+    assert first.shape == second.shape == (500, 1, config.input_size, config.input_size, config.input_size)
+    # On a ramp a cube's mean is its centre's code times the view's contrast factor, whose log is
+    # N(0, PAIR_CONTRAST^2): the log ratio of the two views' means has spread sqrt(2) * PAIR_CONTRAST
+    # (the centres, at most 2 voxels apart, change the mean by under 0.1 %).
+    log_ratio = (first.double().mean(dim=(1, 2, 3, 4)) / second.double().mean(dim=(1, 2, 3, 4))).log()
+    assert abs(log_ratio.std().item() - math.sqrt(2) * PAIR_CONTRAST) < 0.04
+    # On a constant volume what varies inside a view is the noise.
+    flat = TripletSampler([np.ones(shape, np.float32)], config, seed=0).sample_pairs(200)[0]
+    assert abs((flat - flat.mean(dim=(2, 3, 4), keepdim=True)).std().item() - PAIR_NOISE) < 0.01
+    again = TripletSampler([ramp(shape)], config, seed=0).sample_pairs(500)
+    assert torch.equal(again[0], first) and torch.equal(again[1], second)
+
+
 @pytest.mark.parametrize("field, bad", [("view_weight", -1.0), ("view_weight", float("nan")),
+                                        ("invariance_weight", -2.0), ("invariance_weight", "1"),
                                         ("view_shift", 0), ("view_shift", 1.5), ("view_shift", True)])
 def test_bad_view_settings_are_refused(field, bad):
     with pytest.raises(ConfigError, match=f"{field} must be"):

@@ -58,8 +58,8 @@ def test_training_reports_every_step_and_saves(tmp_path):
     assert "CPU only" in events[0].message and events[0].step == 0
     assert [e.step for e in events[1:]] == [1, 2, 3, 4]
     for event in events[1:]:
-        assert set(event.metrics) == {"total", "recon", "kl", "triplet", "texture", "view", "patches_per_s", "eta_s",
-                                      "lr"}
+        assert set(event.metrics) == {"total", "recon", "kl", "triplet", "texture", "view", "invariance",
+                                      "patches_per_s", "eta_s", "lr"}
         assert all(math.isfinite(v) for v in event.metrics.values())
         assert event.metrics["patches_per_s"] > 0
     lr = CONFIG.learning_rate
@@ -155,6 +155,21 @@ def test_resume_with_other_settings_names_them(tmp_path):
     with pytest.raises(CheckpointError, match=expected):
         run_to_completion(train(VOLUMES, CONFIG.with_overrides(learning_rate=1e-3, hidden=16),
                                 resume=path, device="cpu"))
+
+
+@pytest.mark.parametrize("term, weight", [("view", "view_weight"), ("invariance", "invariance_weight")])
+def test_same_scale_terms_train_and_replay_with_the_seed(term, weight):
+    """The same-scale triplet and the invariance pairs are drawn and scored every step, reproducibly."""
+    config = CONFIG.with_overrides(**{weight: 5.0, "steps": 3})
+    runs = []
+    for _ in range(2):
+        events = []
+        trained = run_to_completion(train(VOLUMES, config, device="cpu"), events.append)
+        runs.append((trained, [e.metrics[term] for e in events[1:]]))
+    (first, values), (second, again) = runs
+    assert len(values) == 3 and all(math.isfinite(v) and v > 0 for v in values)
+    assert values == again
+    assert_same_weights(weights(first.model), weights(second.model))
 
 
 def test_divergence_is_a_clear_error_and_saves_nothing_broken(tmp_path):
