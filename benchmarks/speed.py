@@ -30,11 +30,34 @@ from napari_hypseg.core.synthetic import make_toy_volume  # noqa: E402
 from napari_hypseg.core.training import train  # noqa: E402
 
 
+def training_row(images, preset: str, precision: str, auto: str, device: str, steps: int) -> list[str]:
+    """[label, s/step, patches/s] of `steps` training steps (the median step, after one untimed)."""
+    config = get_preset(preset, steps=steps + 1, warmup_steps=0, checkpoint_every=steps + 1)
+    times = []
+    for _ in run_events(train(images, config, device=device, precision=precision)):
+        times.append(time.perf_counter())
+    seconds = float(np.median(np.diff(times[1:])))   # events: start, step 1 (untimed), step 2, ...
+    arithmetic = f"auto = {auto}" if precision == "auto" else precision
+    return [f"training step, preset {preset}, batch {config.batch_size} triplets, {arithmetic}",
+            f"{seconds:.3f} s/step", f"{3 * config.batch_size / seconds:.0f} patches/s"]
+
+
+def run_events(work):
+    """The events of a progress generator, as they come."""
+    while True:
+        try:
+            yield next(work)
+        except StopIteration:
+            return
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--preset", default="fast")
+    parser.add_argument("--train-steps", type=int, default=6,
+                        help="training steps timed per preset and precision, after one untimed (default: 6)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -63,19 +86,18 @@ def main(argv=None) -> int:
         rows.append([f"hyperbolic k-means fit + predict, 125,000 points, k = {k}, d = {config.latent_dim}",
                      f"{seconds:.3f} s", f"{kmeans.n_iter_} iterations"])
 
-    steps = 20
-    short = config.with_overrides(steps=steps, warmup_steps=0, checkpoint_every=steps)
-    started = time.perf_counter()
-    run_to_completion(train([image], short, device=args.device))
-    seconds = time.perf_counter() - started
-    rows.append([f"training, preset {args.preset}, batch {config.batch_size} triplets",
-                 f"{seconds / steps:.3f} s/step", f"{3 * config.batch_size * steps / seconds:.0f} patches/s"])
+    images = [make_toy_volume(i).image for i in range(8)]
+    for preset in ("paper", "fast"):
+        for precision in ("float32", "auto") if auto != "float32" else ("float32",):
+            rows.append(training_row(images, preset, precision, auto, args.device, args.train_steps))
 
     table = markdown_table(["operation", "time", "rate"], rows)
     print(table)
     if not args.no_write:
-        body = (f"Preset `{args.preset}`, device `{args.device}`, best of 3 (training: one run of {steps} "
-                f"steps including start-up).\n\n{table}\n")
+        body = (f"Preset `{args.preset}` (inference, k-means), device `{args.device}`, "
+                f"{torch.get_num_threads()} threads, best of 3; training: the median of {args.train_steps} steps of the "
+                "`paper` and `fast` presets on the 8 toy volumes after one untimed step (precision: that of "
+                "the decoder's convolutions, `hypseg train --precision`).\n\n" + table + "\n")
         write_section(f"speed_{args.device.split(':')[0]}", f"Speed ({args.device})", body, script=__file__,
                       argv=argv, device=args.device)
     return 0

@@ -10,6 +10,7 @@ import torch
 from napari_hypseg.core.config import get_preset
 from napari_hypseg.core.errors import ConfigError
 from napari_hypseg.core.losses import local_texture, vicreg
+from napari_hypseg.core.manifold import logmap0
 from napari_hypseg.core.model import HypsegVAE
 
 
@@ -345,3 +346,73 @@ def test_the_normalised_target_is_blind_to_each_patch_brightness_and_contrast():
     assert recon["normalised"] < recon["intensity"]     # the same untrained decoder is far from intensities ~10
     with pytest.raises(ConfigError, match="reconstruction_target must be one of"):
         tiny(reconstruction_target="pixels")
+
+
+def _plain_decode(model, z):
+    """The reference decoder: the modules' own forward, layer after layer (what decode computes
+    with matrix products, channel-last activations and in-place ReLUs)."""
+    if model.hyperbolic and not model.config.gyroplane:
+        z = logmap0(z.movedim(1, -1), model.curvature).movedim(-1, 1)
+    return model.decoder(model.decoder_input(z))
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(),                                                          # latent_grid 1: one latent voxel
+    dict(latent_grid=3, texture_weight=30.0, texture_descriptor="oriented"),   # 5 output channels
+    dict(geometry="euclidean", latent_grid=3),
+    dict(gyroplane=False),
+    dict(encoder_channels=(16, 32, 64, 128), hidden=300, latent_dim=2),   # the paper preset's layers
+])
+def test_decode_equals_the_plain_layers_with_gradients(overrides):
+    model = HypsegVAE(tiny(**overrides)).double()
+    g = model.config.latent_grid
+    torch.manual_seed(0)
+    z = (0.3 * torch.randn(5, model.latent_dim, g, g, g, dtype=torch.float64)).requires_grad_()
+    fast, plain = model.decode(z), _plain_decode(model, z)
+    assert fast.shape == plain.shape
+    torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(plain)          # a loss that weighs every output differently
+    named = [("z", z), *model.decoder_input.named_parameters("decoder_input"), *model.decoder.named_parameters("decoder")]
+    got = torch.autograd.grad((fast * weights).sum(), [t for _, t in named])
+    want = torch.autograd.grad((plain * weights).sum(), [t for _, t in named])
+    for (name, _), a, b in zip(named, got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_paper_loss_and_gradients_equal_the_plain_decoder_in_float32():
+    """One paper-preset batch (float32): the objective and every gradient as with the modules' own
+    forward, to float32 rounding (only the order of the sums differs)."""
+    cfg = get_preset("paper", batch_size=8)
+    model = HypsegVAE(cfg)
+    batch = triplet_batch(cfg, n=8)
+
+    def run():
+        model.zero_grad()
+        losses = model.loss(*batch, generator=torch.Generator().manual_seed(3))
+        losses["total"].backward()
+        return {k: v.item() for k, v in losses.items()}, [p.grad.clone() for p in model.parameters()]
+
+    got, got_grads = run()
+    model.decode = lambda z, compute_dtype=torch.float32: _plain_decode(model, z)   # the reference
+    want, want_grads = run()
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-6), key
+    for (name, _), a, b in zip(model.named_parameters(), got_grads, want_grads):
+        # the decoder's gradients are sums over 3B x K x S^3 voxels that mostly cancel: float32
+        # rounding moves them by up to ~5e-4 of their largest entry (exact in float64, see above)
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-3 * float(b.abs().max()), msg=name)
+
+
+def test_bfloat16_decoder_stays_close_to_float32():
+    """compute_dtype=bfloat16 runs the decoder's convolutions in bfloat16 only: the loss moves by
+    rounding, the KL and the triplet (encoder, posterior) not at all."""
+    cfg = get_preset("paper", batch_size=8)
+    model = HypsegVAE(cfg)
+    batch = triplet_batch(cfg, n=8)
+    exact = model.loss(*batch, generator=torch.Generator().manual_seed(3))
+    rounded = model.loss(*batch, generator=torch.Generator().manual_seed(3), compute_dtype=torch.bfloat16)
+    assert rounded["kl"].item() == exact["kl"].item() and rounded["triplet"].item() == exact["triplet"].item()
+    assert rounded["recon"].item() == pytest.approx(exact["recon"].item(), rel=1e-3)
+    assert rounded["total"].dtype == torch.float32
+    rounded["total"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

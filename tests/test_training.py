@@ -172,6 +172,19 @@ def test_same_scale_terms_train_and_replay_with_the_seed(term, weight):
     assert_same_weights(weights(first.model), weights(second.model))
 
 
+def test_bfloat16_decoder_training_runs_close_to_float32_and_a_bad_precision_is_refused():
+    config = CONFIG.with_overrides(steps=2)
+    totals = {}
+    for precision in ("float32", "bfloat16"):
+        events = []
+        run_to_completion(train(VOLUMES, config, device="cpu", precision=precision), events.append)
+        totals[precision] = events[1].metrics["total"]           # the first step: same weights, same batch
+    assert totals["bfloat16"] != totals["float32"]               # the decoder really ran in bfloat16
+    assert totals["bfloat16"] == pytest.approx(totals["float32"], rel=1e-2)
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        next(train(VOLUMES, config, device="cpu", precision="float16"))
+
+
 def test_divergence_is_a_clear_error_and_saves_nothing_broken(tmp_path):
     """A learning rate far too large (the first warm-up step moves every weight by about 20), saving
     at every step: the first step is sane and saved, the second diverges, and the file left on disk is

@@ -18,7 +18,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..core.config import DEFAULT_PRESET, PRESETS
+from ..core.config import DEFAULT_PRESET, PRECISIONS, PRESETS
 from ._region import add_region_arguments, check_region_arguments, load_region
 
 
@@ -49,6 +49,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="weight of the same-scale triplet (nearby patches of the segmentation context "
                              "pulled together, a distant one pushed away); 0 = off (default: the preset's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="arithmetic of the decoder's convolutions: float32, auto (bfloat16 where the "
+                             "hardware has it natively, else float32) or bfloat16 (default: float32)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the whole run (default: the preset's)")
     parser.add_argument("--resume", type=Path, default=None, metavar="MODEL",
                         help="continue training this model file (it may be --out itself)")
@@ -103,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         line = ProgressLine() if writes else None
         with _ctrl_c_requests_stop(stop, line):
             trained = run_to_completion(
-                train(volumes, config, checkpoint_path=out, resume=args.resume, device=device, stop=stop), line)
+                train(volumes, config, checkpoint_path=out, resume=args.resume, device=device, stop=stop,
+                      precision=args.precision), line)
     if line is None:   # another rank of a torchrun: rank 0 reports
         return 130 if trained.step < config.steps else 0
     line.close()

@@ -122,5 +122,7 @@ class _Objective(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, parent, positive, negative, *, views=None, pairs=None, generator=None):
-        return self.model.loss(parent, positive, negative, views=views, pairs=pairs, generator=generator)
+    def forward(self, parent, positive, negative, *, views=None, pairs=None, generator=None,
+                compute_dtype=torch.float32):
+        return self.model.loss(parent, positive, negative, views=views, pairs=pairs, generator=generator,
+                               compute_dtype=compute_dtype)

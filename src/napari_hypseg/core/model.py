@@ -74,6 +74,58 @@ def _pointwise(x: torch.Tensor, layer: nn.Conv3d, *, relu: bool, dtype: torch.dt
     return torch.relu_(x) if relu else x
 
 
+def _run_decoder(layers: list[nn.Module], x: torch.Tensor, compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The decoder's layers (ReLU, transposed convolutions, a 1x1x1 output convolution) on x (N, C, 1,
+    1, 1), computed as they are written but without the work the plain layers waste on this shape:
+
+    - a transposed convolution of a single voxel is a matrix product, (N, C_in) x (C_in, k^3 C_out),
+      whose result is already channel-last;
+    - the other transposed convolutions run on channel-last (channels_last_3d) activations, which
+      oneDNN computes faster than channel-first ones;
+    - the 1x1x1 output convolution is a matrix product on channel-last features: as a convolution,
+      oneDNN spent on its one output channel (forward and backward) a fifth of a paper-preset step;
+    - each ReLU overwrites the convolution's output (whose backward does not need it).
+
+    The result is (N, C_out, S, S, S), in x's dtype, a channel-first view of channel-last memory. Only the
+    order of float32 summation differs from the layers' own forward (tests/test_model.py compares
+    them). `compute_dtype` other than float32 runs the layers under autocast (HypsegVAE.loss)."""
+    relu_next = [index + 1 < len(layers) and isinstance(layers[index + 1], nn.ReLU) for index in range(len(layers))]
+    dtype = x.dtype
+    with torch.autocast(x.device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
+        for index, layer in enumerate(layers):
+            x = _decoder_layer(layers, index, layer, x, relu_next[index])
+    return x.to(dtype)
+
+
+def _decoder_layer(layers: list[nn.Module], index: int, layer: nn.Module, x: torch.Tensor, relu: bool) -> torch.Tensor:
+    """Layer `index` of _run_decoder on x, then the ReLU that follows it if `relu`."""
+    if isinstance(layer, nn.ReLU):
+        if index == 0 or not isinstance(layers[index - 1], nn.ConvTranspose3d | nn.Conv3d):
+            return torch.relu(x)       # not after a layer of ours (the decoder's first ReLU)
+        return x                       # applied with the layer before it
+    if isinstance(layer, nn.ConvTranspose3d) and x.shape[2:] == (1, 1, 1) and _plain(layer):
+        c_in, c_out = layer.weight.shape[:2]
+        kernel = layer.kernel_size
+        weight = layer.weight.permute(0, 2, 3, 4, 1).reshape(c_in, -1)     # (C_in, k k k C_out)
+        bias = layer.bias.repeat(math.prod(kernel))
+        x = torch.addmm(bias, x.flatten(1), weight).view(len(x), *kernel, c_out).permute(0, 4, 1, 2, 3)
+    elif isinstance(layer, nn.ConvTranspose3d):
+        x = layer(x.contiguous(memory_format=torch.channels_last_3d))
+    elif isinstance(layer, nn.Conv3d) and layer.kernel_size == (1, 1, 1) and _plain(layer):
+        features = x.contiguous(memory_format=torch.channels_last_3d).movedim(1, -1)
+        x = F.linear(features, layer.weight.flatten(1), layer.bias).movedim(-1, 1)
+    else:
+        x = layer(x)
+    return torch.relu_(x) if relu else x
+
+
+def _plain(layer: nn.Conv3d | nn.ConvTranspose3d) -> bool:
+    """Stride 1, no padding or dilation, one group, a bias: the layers _run_decoder computes itself."""
+    return (layer.stride == (1, 1, 1) and layer.padding == (0, 0, 0) and layer.dilation == (1, 1, 1)
+            and layer.groups == 1 and layer.bias is not None
+            and (not isinstance(layer, nn.ConvTranspose3d) or layer.output_padding == (0, 0, 0)))
+
+
 class HypsegVAE(nn.Module):
     """Encoder: unpadded Conv3d layers (``encoder_channels``, ``kernel_size``) + ReLU reduce a cube of
     side ``patch_size`` to one voxel; 1x1x1 convolutions give ``hidden`` features, then mu_tangent and
@@ -205,19 +257,22 @@ class HypsegVAE(nn.Module):
         return self._noise_generators[device]
 
     # --- decoder -------------------------------------------------------------------------------
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, *, compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Latent volumes z (N, d, g, g, g) (points of the ball when hyperbolic) -> reconstructions
-        (N, C, input_size, input_size, input_size): C = 1 (intensity), plus the channels of the texture
-        descriptor (losses.TEXTURE_DESCRIPTORS) with ``texture_weight`` > 0."""
+        (N, C, input_size, input_size, input_size), float32: C = 1 (intensity), plus the channels of
+        the texture descriptor (losses.TEXTURE_DESCRIPTORS) with ``texture_weight`` > 0.
+        `compute_dtype` other than float32 runs the layers after the decoder's input layer under
+        autocast; the input layer (the gyroplanes, in the ball) is always float32."""
         if self.hyperbolic and not isinstance(self.decoder_input, GyroplaneConv3d):
             z = logmap0(z.movedim(1, -1), self.curvature).movedim(-1, 1)
-        return self.decoder(self.decoder_input(z))
+        return _run_decoder(list(self.decoder), self.decoder_input(z), compute_dtype)
 
     # --- objective -----------------------------------------------------------------------------
     def loss(self, parent: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *,
              views: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
              pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
-             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+             generator: torch.Generator | None = None,
+             compute_dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         """The training objective on a batch of triplets, each (B, 1, S, S, S) with S = input_size.
 
         Scaling: every ELBO term is per patch -- the reconstruction NLL summed over the S^3 voxels, the
@@ -241,6 +296,8 @@ class HypsegVAE(nn.Module):
         when the triplet is off), "texture", "view" and "invariance" (0 when off) and "elbo" = recon + kl, the
         negative ELBO in nats per patch.
         Noise comes from ``generator`` if given, else from the model's own generator for the device.
+        `compute_dtype` other than float32 (e.g. bfloat16, see device.training_dtype) runs the decoder's
+        convolutions under autocast (decode); everything else stays float32.
         """
         cfg = self.config
         for name, t in (("parent", parent), ("positive", positive), ("negative", negative)):
@@ -253,7 +310,7 @@ class HypsegVAE(nn.Module):
         generator = generator if generator is not None else self._generator_for(x.device)
         z, kl = monte_carlo_kl(self.posterior(mu.movedim(1, -1), sigma.movedim(1, -1)), self.prior(mu),
                                cfg.n_samples, generator)  # z (K, 3B, g, g, g, d), kl (K, 3B, g, g, g)
-        reconstruction = self.decode(z.flatten(0, 1).movedim(-1, 1)).unflatten(0, (cfg.n_samples, x.shape[0]))
+        reconstruction = self.decode(z.flatten(0, 1).movedim(-1, 1), compute_dtype=compute_dtype).unflatten(0, (cfg.n_samples, x.shape[0]))
         target = standardised_patches(x) if cfg.reconstruction_target == "normalised" else x
         recon = gaussian_nll(target, reconstruction[:, :, :1]).mean()
         if cfg.texture_weight > 0:

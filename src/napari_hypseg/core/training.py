@@ -21,7 +21,7 @@ import torch
 
 from .checkpoint import TrainedModel, read_checkpoint, restore_weights, save_checkpoint
 from .config import HypsegConfig, get_preset
-from .device import describe_device, resolve_device
+from .device import describe_device, resolve_device, training_dtype
 from .distributed import BatchShards
 from .errors import CheckpointError, ConfigError, VolumeError
 from .normalization import IntensityStats
@@ -45,6 +45,7 @@ def train(
     device: str | torch.device = "auto",
     stop: threading.Event | None = None,
     shards: int | None = None,
+    precision: str = "float32",
 ) -> Generator[Progress, None, TrainedModel]:
     """Train on `volumes` (raw intensities; normalised here) for `config.steps` steps.
 
@@ -58,8 +59,12 @@ def train(
     Each step's batch is `shards` parts of `config.batch_size` triplets (default: one per process of
     the torch.distributed process group, 1 without one); in a process group each rank draws its own
     part and only rank 0 saves.
+
+    `precision` is the arithmetic of the decoder's convolutions (device.training_dtype): "float32"
+    (the default), "auto" (bfloat16 where the hardware has it natively) or "bfloat16".
     """
     device = resolve_device(device)
+    compute_dtype = training_dtype(device, precision)
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
     resumed = read_checkpoint(resume, device=device) if resume is not None else None
     if config is None:
@@ -136,7 +141,8 @@ def train(
                 views = sampler.sample_views(config.batch_size) if config.view_weight > 0 else None
                 pairs = sampler.sample_pairs(config.batch_size) if config.invariance_weight > 0 else None
                 noise.manual_seed(_step_seed(config.seed, step, 1, shard))
-                return objective(parent, positive, negative, views=views, pairs=pairs, generator=noise)
+                return objective(parent, positive, negative, views=views, pairs=pairs, generator=noise,
+                                 compute_dtype=compute_dtype)
 
             losses = parts.losses(shard_losses)
             values = parts.values(losses)
