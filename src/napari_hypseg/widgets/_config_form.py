@@ -39,6 +39,7 @@ LABELS = {
     "texture_weight": "texture weight",
     "texture_descriptor": "texture target",
     "view_weight": "same-scale weight",
+    "invariance_weight": "invariance weight",
     "view_shift": "same-scale shift",
     "hierarchy_scales": "coarse-level context",
     "hierarchy_neighbours": "top-level neighbours",
@@ -89,7 +90,12 @@ TOOLTIPS = {
                    "are pulled together, a patch from elsewhere pushed away, each with its own brightness "
                    "offset, so the latent learns textures' grain and orientation as segmentation sees them "
                    "(0 = off, the paper's objective).",
-    "view_shift": "Largest offset (voxels, per axis) between the two nearby patches of the same-scale triplet.",
+    "view_shift": "Largest offset (voxels, per axis) between the two nearby patches of the same-scale triplet "
+                  "or of the invariance pairs.",
+    "invariance_weight": "Weight of a photometric invariance term: two patches of the segmentation context a few "
+                         "voxels apart, each with its own brightness, contrast and noise, get the same latent, "
+                         "while the latents of a batch are kept spread and decorrelated (VICReg) "
+                         "(0 = off, the paper's objective).",
     "hierarchy_scales": "Coarse levels on coarse context, as k:sigma pairs (e.g. 8:2, 4:6): once the tree "
                         "is down to k clusters it compares them by their latents averaged over sigma "
                         "voxels around them, so an organelle joins the cell around it. Empty = one tree "
