@@ -34,21 +34,12 @@ def training_row(images, preset: str, precision: str, auto: str, device: str, st
     """[label, s/step, patches/s] of `steps` training steps (the median step, after one untimed)."""
     config = get_preset(preset, steps=steps + 1, warmup_steps=0, checkpoint_every=steps + 1)
     times = []
-    for _ in run_events(train(images, config, device=device, precision=precision)):
-        times.append(time.perf_counter())
+    run_to_completion(train(images, config, device=device, precision=precision),
+                      lambda event: times.append(time.perf_counter()))
     seconds = float(np.median(np.diff(times[1:])))   # events: start, step 1 (untimed), step 2, ...
     arithmetic = f"auto = {auto}" if precision == "auto" else precision
     return [f"training step, preset {preset}, batch {config.batch_size} triplets, {arithmetic}",
             f"{seconds:.3f} s/step", f"{3 * config.batch_size / seconds:.0f} patches/s"]
-
-
-def run_events(work):
-    """The events of a progress generator, as they come."""
-    while True:
-        try:
-            yield next(work)
-        except StopIteration:
-            return
 
 
 def main(argv=None) -> int:

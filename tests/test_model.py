@@ -205,34 +205,22 @@ def test_texture_term_is_learnt():
     assert model.loss(*batch)["texture"].item() < 0.5 * before
 
 
-def test_same_scale_triplet_is_a_weighted_term_of_the_total_and_off_by_default():
-    cfg = tiny(view_weight=5.0)
+@pytest.mark.parametrize("weight, term, argument", [("view_weight", "view", "views"),
+                                                     ("invariance_weight", "invariance", "pairs")])
+def test_same_scale_terms_are_weighted_terms_of_the_total_and_off_by_default(weight, term, argument):
+    """The same-scale triplet (views: anchor, positive, negative) and the invariance term (pairs: two
+    views of 8 places, for the batch statistics of VICReg)."""
+    cfg = tiny(**{weight: 5.0})
     model = HypsegVAE(cfg)
     batch = triplet_batch(cfg)
-    views = triplet_batch(cfg, seed=10)
-    generator = torch.Generator().manual_seed(0)
-    with_views = model.loss(*batch, views=views, generator=generator)
+    extra = {argument: triplet_batch(cfg, seed=10) if argument == "views" else triplet_batch(cfg, n=8, seed=10)[:2]}
+    with_term = model.loss(*batch, **extra, generator=torch.Generator().manual_seed(0))
     without = model.loss(*batch, generator=torch.Generator().manual_seed(0))
-    assert with_views["view"] > 0 and without["view"] == 0
-    torch.testing.assert_close(with_views["total"], without["total"] + 5.0 * with_views["view"])
-    off = HypsegVAE(tiny()).loss(*batch, views=views, generator=torch.Generator().manual_seed(0))
-    assert off["view"] == 0                                     # view_weight 0: the views are ignored
-    with_views["view"].backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
-
-
-def test_invariance_term_is_a_weighted_term_of_the_total_and_off_by_default():
-    cfg = tiny(invariance_weight=3.0)
-    model = HypsegVAE(cfg)
-    batch = triplet_batch(cfg)
-    pairs = triplet_batch(cfg, n=8, seed=10)[:2]
-    with_pairs = model.loss(*batch, pairs=pairs, generator=torch.Generator().manual_seed(0))
-    without = model.loss(*batch, generator=torch.Generator().manual_seed(0))
-    assert with_pairs["invariance"] > 0 and without["invariance"] == 0
-    torch.testing.assert_close(with_pairs["total"], without["total"] + 3.0 * with_pairs["invariance"])
-    off = HypsegVAE(tiny()).loss(*batch, pairs=pairs, generator=torch.Generator().manual_seed(0))
-    assert off["invariance"] == 0                               # invariance_weight 0: the pairs are ignored
-    with_pairs["invariance"].backward()
+    assert with_term[term] > 0 and without[term] == 0
+    torch.testing.assert_close(with_term["total"], without["total"] + 5.0 * with_term[term])
+    off = HypsegVAE(tiny()).loss(*batch, **extra, generator=torch.Generator().manual_seed(0))
+    assert off[term] == 0                                       # weight 0: the extra cubes are ignored
+    with_term[term].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
 
 

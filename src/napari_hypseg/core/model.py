@@ -268,6 +268,13 @@ class HypsegVAE(nn.Module):
         return _run_decoder(list(self.decoder), self.decoder_input(z), compute_dtype)
 
     # --- objective -----------------------------------------------------------------------------
+    def _centre_means(self, cubes: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The posterior means (N, d) at the centre of the latent grid of `cubes`, encoded in one pass:
+        what the same-scale triplet and the invariance term compare."""
+        mu, _ = self.encode(torch.cat(cubes))
+        centre = self.config.latent_grid // 2
+        return mu[:, :, centre, centre, centre]
+
     def loss(self, parent: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *,
              views: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
              pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -330,14 +337,12 @@ class HypsegVAE(nn.Module):
             triplet = triplet.detach()
         view = torch.zeros((), device=x.device)
         if cfg.view_weight > 0 and views is not None:
-            view_mu, _ = self.encode(torch.cat(views))
-            view = hierarchical_triplet(*view_mu[:, :, centre, centre, centre].split(len(views[0])),
+            view = hierarchical_triplet(*self._centre_means(views).split(len(views[0])),
                                         margin=cfg.triplet_margin, curvature=curvature)
             total = total + cfg.view_weight * view
         invariance = torch.zeros((), device=x.device)
         if cfg.invariance_weight > 0 and pairs is not None:
-            pair_mu, _ = self.encode(torch.cat(pairs))
-            tangent = pair_mu[:, :, centre, centre, centre]
+            tangent = self._centre_means(pairs)
             if self.hyperbolic:
                 tangent = logmap0(tangent, self.curvature)
             invariance = vicreg(*tangent.split(len(pairs[0])), target_std=cfg.prior_sigma)
