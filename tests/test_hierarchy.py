@@ -209,3 +209,32 @@ def test_coarser_descriptors_are_checked():
         ClusterHierarchy.from_centroids(centroids, coarser=[(3, centroids, "spherical")])
     with pytest.raises(ConfigError, match="decreasing k"):
         ClusterHierarchy.from_centroids(centroids, coarser=[(2, centroids), (3, centroids)])
+
+
+@pytest.mark.parametrize("geometry", ["euclidean", "hyperbolic"])
+def test_ward_top_switches_the_last_merges_to_ward(geometry):
+    """Two big clusters a unit apart and a small far pair: average linkage keeps the big ones together
+    at k = 2 and the pair apart; Ward (cheap to merge a small group into a big one) splits the big
+    ones and puts the pair with one of them. With ward_top = 3 the merges down to three groups stay average's, the last one is Ward's."""
+    centroids = np.array([[0.5, 0, 0], [0.5, 0.1, 0], [-0.5, 0, 0], [-0.5, 0.01, 0]])
+    weights = [1000, 1000, 1, 1]
+    average = ClusterHierarchy.from_centroids(centroids, geometry=geometry, weights=weights, linkage="average")
+    ward = ClusterHierarchy.from_centroids(centroids, geometry=geometry, weights=weights, linkage="ward")
+    switched = ClusterHierarchy.from_centroids(centroids, geometry=geometry, weights=weights, linkage="average",
+                                               ward_top=3)
+    average_cut = average.lookup_at_k(2)[1:].tolist()
+    assert average_cut[0] == average_cut[1] != average_cut[2] == average_cut[3]
+    ward_cut = ward.lookup_at_k(2)[1:].tolist()
+    assert ward_cut[0] != ward_cut[1] and ward_cut[2] == ward_cut[3]
+    assert switched.lookup_at_k(3).tolist() == average.lookup_at_k(3).tolist()
+    assert switched.lookup_at_k(2).tolist() == ward.lookup_at_k(2).tolist()
+    assert switched.ward_top == 3
+    for k in range(2, 5):
+        assert _is_coarsening(switched.lookup_at_k(k), switched.lookup_at_k(k - 1))
+    heights = switched.heights
+    assert np.all(np.diff(heights) <= 0) if geometry == "hyperbolic" else np.all(np.diff(heights) >= 0)
+    for radius in np.linspace(0, 1, 11):
+        assert switched.lookup_at_radius(radius).tolist() in [switched.lookup_at_k(k).tolist() for k in range(1, 5)]
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match="ward_top"):
+            ClusterHierarchy.from_centroids(centroids, ward_top=bad)

@@ -20,6 +20,9 @@ RECONSTRUCTION_TARGETS = ("intensity", "normalised")
 """What the decoder's first channel may reconstruct (HypsegConfig.reconstruction_target)."""
 FINE_CLUSTERINGS = ("kmeans", "gaussian_mixture")
 """Ways of finding the fine clusters of the joint space (HypsegConfig.fine_clustering)."""
+LINKAGE_NAMES = {"hyperbolic": ("ward", "centroid", "average", "single"),
+                 "euclidean": ("ward", "average", "centroid", "single")}
+"""The tree's linkages per geometry, the default first (hierarchy.LINKAGES; see hierarchy.py)."""
 STAGE_FIELDS = ("hierarchy_scales", "hierarchy_neighbours")
 """Configuration fields holding (k, sigma) stages of the tree (see HypsegConfig)."""
 
@@ -139,6 +142,15 @@ class HypsegConfig:
     (brightness there would put dark organelles outside their cell). Edges and brightness sharpen the fine
     partition; the latents add the texture and context the features miss (docs/tuning.md, seventh
     round). 0 = the latents alone."""
+    linkage: str = "ward"
+    """How the tree over the fine clusters picks its merges (hierarchy.LINKAGES: "ward", "centroid",
+    "average", "single"; see hierarchy.py)."""
+    ward_top: int = 0
+    """Once this many groups are left, the tree merges by Ward's criterion whatever `linkage` (0 =
+    `linkage` throughout). Ward weights a merge by the groups' sizes, so it keeps two big regions apart
+    and lets small ones join them: right for the top of the hierarchy (background against cell), wrong
+    below it, where the size-blind average linkage keeps organelles as groups of their own
+    (docs/tuning.md, fourteenth round)."""
     fine_clustering: str = "kmeans"
     """How the fine clusters of the joint space (image_features > 0) are found: "kmeans", or
     "gaussian_mixture" -- a Gaussian per cluster with its own full covariance (core/mixture.py), which
@@ -192,6 +204,10 @@ class HypsegConfig:
              f"latent_smoothing must be a number >= 0 (sigma in voxels; 0 = off), got {self.latent_smoothing!r}")
         need(_non_negative_number(self.texture_weight),
              f"texture_weight must be a number >= 0 (0 = off), got {self.texture_weight!r}")
+        need(self.linkage in LINKAGE_NAMES.get(self.geometry, ()),
+             f"linkage for a {self.geometry} model must be one of {LINKAGE_NAMES.get(self.geometry)}, got {self.linkage!r}")
+        need(isinstance(self.ward_top, int) and not isinstance(self.ward_top, bool) and self.ward_top >= 0,
+             f"ward_top must be an integer >= 0 (0 = off), got {self.ward_top!r}")
         need(self.fine_clustering in FINE_CLUSTERINGS,
              f"fine_clustering must be one of {FINE_CLUSTERINGS}, got {self.fine_clustering!r}")
         need(_non_negative_number(self.image_features),
@@ -253,13 +269,16 @@ PRESETS: dict[str, HypsegConfig] = {
     "paper": HypsegConfig(batch_size=128, steps=15000, learning_rate=5e-5, checkpoint_every=1000),
     # Good segmentations quickly on a CPU: a slimmer encoder, fewer samples, a larger learning rate,
     # per-patch brightness jitter with the paper's triplet weight, the texture target (weight 30) and
-    # image features beside the latents for the fine clusters (weight 0.5): the best of the settings
+    # image features beside the latents for the fine clusters (weight 0.5), and a tree that merges by
+    # centroid linkage down to four groups and by Ward's criterion above: the best of the settings
     # tried on the toy validation volumes (docs/tuning.md); 300 steps scored as well as 600.
     "fast": HypsegConfig(
         intensity_jitter=2.0,
         texture_weight=30.0,
         image_features=0.5,
         fine_clustering="gaussian_mixture",
+        linkage="centroid",
+        ward_top=4,
         latent_dim=3,
         encoder_channels=(16, 32, 32, 64),
         hidden=64,

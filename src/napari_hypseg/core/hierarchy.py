@@ -46,15 +46,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .config import LINKAGE_NAMES
 from .errors import ConfigError
 from .manifold import BOUNDARY_EPS, dist, frechet_mean, mobius_add
 
 GEOMETRIES = ("hyperbolic", "euclidean")
-LINKAGES = {
-    "hyperbolic": ("ward", "centroid", "average", "single"),
-    "euclidean": ("ward", "average", "centroid", "single"),
-}
-"""Linkages per geometry, the default first."""
+LINKAGES = LINKAGE_NAMES
+"""Linkages per geometry, the default first (defined in config.py, which checks them without torch)."""
 
 
 def lca_points(x, y, *, curvature: float = 1.0) -> np.ndarray:
@@ -134,11 +132,13 @@ class ClusterHierarchy:
     heights: np.ndarray
     coarser: list = field(default_factory=list, repr=False)
     """(k, descriptors, geometry) stages the merges used (see from_centroids); [] for a plain tree."""
+    ward_top: int = 0
+    """Once this many groups were left, the merges followed Ward's criterion (0 = `linkage` throughout)."""
     _lookups: list[np.ndarray] = field(repr=False, default_factory=list)
 
     @classmethod
     def from_centroids(cls, centroids, *, geometry: str = "hyperbolic", curvature: float = 1.0,
-                       weights=None, linkage: str | None = None, coarser=()) -> ClusterHierarchy:
+                       weights=None, linkage: str | None = None, coarser=(), ward_top: int = 0) -> ClusterHierarchy:
         """Build the tree over fine clusters with these centroids (row i = fine id i + 1).
 
         weights: the clusters' sizes (voxel counts); they weight the average, centroid and ward
@@ -150,6 +150,10 @@ class ClusterHierarchy:
         neighbourhoods of each fine cluster). A descriptor's geometry (default: the tree's) says how
         it is compared: "euclidean" descriptors may be any features, such as latents joined with
         image features. Merge heights (and so radius cuts) always come from the centroids.
+        ward_top: once only this many groups are left, merge by Ward's criterion whatever `linkage`
+        (0 = never): Ward keeps big regions apart and lets small ones join them -- right for the top of
+        a hierarchy (background against cell), wrong below it, where an unweighted linkage keeps small
+        organelles as groups of their own (docs/tuning.md, fourteenth round).
         """
         if geometry not in GEOMETRIES:
             raise ConfigError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
@@ -173,8 +177,10 @@ class ClusterHierarchy:
         coarser = [_checked_stage(entry, geometry, len(centroids), curvature) for entry in coarser]
         if [k for k, *_ in coarser] != sorted((k for k, *_ in coarser), reverse=True):
             raise ConfigError("coarser descriptors must be ordered by decreasing k")
-        merges, heights = _agglomerate(centroids, weights, geometry, curvature, linkage, coarser)
-        tree = cls(centroids, weights, geometry, curvature, linkage, merges, heights, coarser)
+        if isinstance(ward_top, bool) or not isinstance(ward_top, (int, np.integer)) or ward_top < 0:
+            raise ConfigError(f"ward_top must be an integer >= 0 (0 = off), got {ward_top!r}")
+        merges, heights = _agglomerate(centroids, weights, geometry, curvature, linkage, coarser, int(ward_top))
+        tree = cls(centroids, weights, geometry, curvature, linkage, merges, heights, coarser, int(ward_top))
         tree._lookups = tree._all_cuts()
         return tree
 
@@ -287,15 +293,18 @@ class ClusterHierarchy:
 
 
 def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curvature: float, linkage: str,
-                 coarser: list[tuple[int, np.ndarray, str]] = ()):
+                 coarser: list[tuple[int, np.ndarray, str]] = (), ward_top: int = 0):
     """Greedy agglomeration on a similarity (higher merges first): the LCA radius for hyperbolic;
     minus the distance, or minus Ward's merge cost, for Euclidean. Returns merges (n-1, 2) of node
     ids and heights.
 
     `coarser`: (k, descriptors, geometry) stages, k decreasing: once only k groups are left, the
     groups are compared by these per-fine-cluster descriptors, in their own geometry, instead of the
-    centroids (see ClusterHierarchy). Heights are always measured on the centroids."""
+    centroids (see ClusterHierarchy). `ward_top`: once that many groups are left, merges follow Ward's
+    criterion whatever `linkage` (0 = never). Heights are always measured on the centroids, by the
+    rule of the first linkage, so they read the same way along the whole tree."""
     n = len(centroids)
+    height_linkage = linkage
     hyperbolic = geometry == "hyperbolic"
     # Weights relative to their mean (so Ward heights read as distances); a cluster without voxels
     # still needs a place in the tree, so it counts as nearly nothing rather than nothing.
@@ -362,13 +371,16 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
             _, points, stage_geometry = stages.pop(0)
             ball = stage_geometry == "hyperbolic"
             compare_groups(points, ball)
+        if ward_top and linkage != "ward" and len(active) <= ward_top:
+            linkage = "ward"
+            compare_groups(points, ball)
         sub = similarity_matrix[np.ix_(active, active)]
         i, j = divmod(int(np.argmax(sub)), len(active))
         a, b = sorted((active[i], active[j]))
         node = n + 1 + m
         members[node] = members[a] + members[b]
         merges.append((a, b))
-        if points is centroids and not (hyperbolic and linkage == "ward"):
+        if points is centroids and linkage == height_linkage and not (hyperbolic and linkage == "ward"):
             heights.append(sub[i, j])
         else:   # measured on the centroids, whatever the stage compared
             centre_a, centre_b = (group_centre(centroids, members[x], hyperbolic) for x in (a, b))
@@ -376,7 +388,8 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
                 heights.append(float(lca_radius(centre_a, centre_b, curvature=curvature)))
             else:
                 distance = -float(np.linalg.norm(centre_a - centre_b))
-                heights.append(float(ward_cost(distance, weight[a], weight[b])) if linkage == "ward" else distance)
+                heights.append(float(ward_cost(distance, weight[a], weight[b])) if height_linkage == "ward"
+                               else distance)
         del members[a], members[b]
         active = [x for x in active if x not in (a, b)]
         wa, wb = weight[a], weight[b]
@@ -399,7 +412,7 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
     heights = np.array(heights, dtype=np.float64)
     if not hyperbolic:
         # Distances; Ward's as scipy's: sqrt(2 x cost), the distance for two clusters of average size.
-        heights = np.sqrt(2.0 * np.maximum(-heights, 0.0)) if linkage == "ward" else -heights
+        heights = np.sqrt(2.0 * np.maximum(-heights, 0.0)) if height_linkage == "ward" else -heights
     if len(heights):
         heights = np.minimum.accumulate(heights) if hyperbolic else np.maximum.accumulate(heights)
     return np.array(merges, dtype=np.int64).reshape(-1, 2), heights

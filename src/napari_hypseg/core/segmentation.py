@@ -67,7 +67,7 @@ class Segmentation:
         """The same fine clusters under another tree (see hierarchy.LINKAGES); no re-clustering."""
         hierarchy = ClusterHierarchy.from_centroids(self.centroids, geometry=self.geometry, curvature=self.curvature,
                                                     weights=self.fine_counts[1:], linkage=linkage,
-                                                    coarser=self.hierarchy.coarser)
+                                                    coarser=self.hierarchy.coarser, ward_top=self.hierarchy.ward_top)
         return replace(self, hierarchy=hierarchy, _intensity_sums=(None, None))
 
     def labels_at_k(self, k: int) -> np.ndarray:
@@ -145,13 +145,16 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
             max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None,
             latent_smoothing: float | None = None, precision: str = "auto", hierarchy_scales=None,
             image_features: float | None = None, fine_clustering: str | None = None, hierarchy_neighbours=None,
-            inference_stride: int | None = None) -> Generator[Progress, None, Segmentation | None]:
+            inference_stride: int | None = None, ward_top: int | None = None
+            ) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
     Yields Progress for inference ("infer", per tile) then clustering ("cluster": the fit, then one
     step per chunk of voxels labelled). Returns the Segmentation, or None if `stop` was set.
     `latents_out` (.npy) keeps the latent field on disk (memory-mapped) instead of in RAM.
-    `linkage` chooses the tree over the fine clusters (default: the geometry's, see hierarchy.py).
+    `linkage` chooses the tree over the fine clusters (default: the model's `config.linkage`, see
+    hierarchy.py); `ward_top`: from that many groups up, the tree merges by Ward's criterion (default:
+    the model's `config.ward_top`; 0 = `linkage` throughout).
     `latent_smoothing`: sigma (voxels) of the Gaussian applied to the latent field before clustering
     (default: the model's `config.latent_smoothing`; 0 = off; see smooth_latent_field). The field
     kept in `latents_out` is the smoothed one. `hierarchy_scales`: (k, sigma) pairs deciding the coarse
@@ -181,7 +184,7 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
                        for name, value in (("hierarchy_scales", hierarchy_scales),
                                            ("hierarchy_neighbours", hierarchy_neighbours))}
     settings = config.with_overrides(**stage_overrides, image_features=image_features,
-                                     fine_clustering=fine_clustering)
+                                     fine_clustering=fine_clustering, ward_top=ward_top)
     resolved = resolve_device(device)
     latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
                                           latents_out=latents_out, latent_smoothing=latent_smoothing,
@@ -261,7 +264,8 @@ def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, 
                for k, sigma in neighbour_scales]
     stages.sort(key=lambda stage: -stage[0])
     hierarchy = ClusterHierarchy.from_centroids(centroids, geometry=config.geometry, curvature=config.curvature,
-                                                weights=fine_counts[1:], linkage=linkage, coarser=stages)
+                                                weights=fine_counts[1:], linkage=linkage or settings.linkage,
+                                                coarser=stages, ward_top=settings.ward_top)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(clusterer.sample_indices_), min(SAMPLE_POINTS, len(clusterer.sample_indices_)),
                                 replace=False))
