@@ -212,23 +212,22 @@ def test_coarser_descriptors_are_checked():
 
 
 @pytest.mark.parametrize("geometry", ["euclidean", "hyperbolic"])
-def test_ward_top_switches_the_last_merges_to_ward(geometry):
-    """Two big clusters a unit apart and a small far pair: average linkage keeps the big ones together
-    at k = 2 and the pair apart; Ward (cheap to merge a small group into a big one) splits the big
-    ones and puts the pair with one of them. With ward_top = 3 the merges down to three groups stay average's, the last one is Ward's."""
+def test_ward_top_keeps_the_ward_top_and_merges_within_it(geometry):
+    """Two big clusters close together and a small far pair: average linkage keeps the big ones
+    together at k = 2 and the pair apart; Ward (cheap to merge a small group into a big one) splits the
+    big ones and puts the pair with one of them. With ward_top = 2 the top two groups are Ward's."""
     centroids = np.array([[0.5, 0, 0], [0.5, 0.1, 0], [-0.5, 0, 0], [-0.5, 0.01, 0]])
     weights = [1000, 1000, 1, 1]
     average = ClusterHierarchy.from_centroids(centroids, geometry=geometry, weights=weights, linkage="average")
     ward = ClusterHierarchy.from_centroids(centroids, geometry=geometry, weights=weights, linkage="ward")
     switched = ClusterHierarchy.from_centroids(centroids, geometry=geometry, weights=weights, linkage="average",
-                                               ward_top=3)
+                                               ward_top=2)
     average_cut = average.lookup_at_k(2)[1:].tolist()
     assert average_cut[0] == average_cut[1] != average_cut[2] == average_cut[3]
     ward_cut = ward.lookup_at_k(2)[1:].tolist()
     assert ward_cut[0] != ward_cut[1] and ward_cut[2] == ward_cut[3]
-    assert switched.lookup_at_k(3).tolist() == average.lookup_at_k(3).tolist()
     assert switched.lookup_at_k(2).tolist() == ward.lookup_at_k(2).tolist()
-    assert switched.ward_top == 3
+    assert switched.ward_top == 2
     for k in range(2, 5):
         assert _is_coarsening(switched.lookup_at_k(k), switched.lookup_at_k(k - 1))
     heights = switched.heights
@@ -238,3 +237,18 @@ def test_ward_top_switches_the_last_merges_to_ward(geometry):
     for bad in (-1, 2.5, True):
         with pytest.raises(ConfigError, match="ward_top"):
             ClusterHierarchy.from_centroids(centroids, ward_top=bad)
+
+
+def test_ward_top_merges_by_linkage_only_within_the_ward_groups():
+    """Below its top groups the tree is `linkage`'s, restricted to each Ward group: every cut is a
+    refinement of Ward's top cut, and within one Ward group the merges follow `linkage`."""
+    centroids = _ball_points(12, seed=4)
+    weights = np.random.default_rng(5).integers(1, 800, size=12)
+    ward = ClusterHierarchy.from_centroids(centroids, weights=weights, linkage="ward")
+    tree = ClusterHierarchy.from_centroids(centroids, weights=weights, linkage="centroid", ward_top=3)
+    top = ward.lookup_at_k(3)
+    assert tree.lookup_at_k(3).tolist() == top.tolist()
+    for k in range(3, 13):
+        assert _is_coarsening(tree.lookup_at_k(k), top)
+        assert _is_coarsening(tree.lookup_at_k(k), tree.lookup_at_k(k - 1))
+    assert tree.lookup_at_k(2).tolist() == ward.lookup_at_k(2).tolist()

@@ -7,6 +7,7 @@ import torch
 from napari_hypseg.core.checkpoint import TrainedModel
 from napari_hypseg.core.config import get_preset
 from napari_hypseg.core.errors import ConfigError, VolumeError
+from napari_hypseg.core.hierarchy import ClusterHierarchy
 from napari_hypseg.core.manifold import dist
 from napari_hypseg.core.model import HypsegVAE
 from napari_hypseg.core.normalization import IntensityStats
@@ -99,7 +100,8 @@ def test_features_table(image, result):
 
 def test_other_linkages_reuse_the_fine_clusters(image, result):
     segmentation, _ = result
-    assert segmentation.hierarchy.linkage == "ward"
+    config = get_preset("fast")
+    assert (segmentation.hierarchy.linkage, segmentation.hierarchy.ward_top) == (config.linkage, config.ward_top)
     centroid = segmentation.with_linkage("centroid")
     assert centroid.hierarchy.linkage == "centroid" and centroid.fine_labels is segmentation.fine_labels
     table = centroid.features(centroid.hierarchy.lookup_at_k(2), image)
@@ -372,3 +374,25 @@ def test_a_memory_mapped_run_with_image_features_leaves_only_its_latents(image, 
                                        latents_out=tmp_path / "latents.npy"))
     assert np.array_equal(mapped.fine_labels, in_memory.fine_labels)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latents.npy"]
+
+
+def test_the_tree_keeps_wards_top_and_the_linkage_below(image):
+    """The default tree: its top ward_top groups are the Ward tree's over the same fine clusters, and
+    below them the configured linkage decides; ward_top 0 gives that linkage throughout. Bad values
+    are refused with the parameter's name."""
+    trained = _trained(image, image_features=0.0, linkage="centroid", ward_top=2)
+    segmentation = run_to_completion(segment(trained, image, n_fine=8, device="cpu", seed=1))
+    ward = segmentation.with_linkage("ward")
+    assert np.array_equal(segmentation.labels_at_k(2), ward.labels_at_k(2))
+    plain = run_to_completion(segment(trained, image, n_fine=8, device="cpu", seed=1, ward_top=0))
+    assert np.array_equal(plain.fine_labels, segmentation.fine_labels)
+    assert np.array_equal(plain.hierarchy.merges, ClusterHierarchy.from_centroids(
+        plain.centroids, weights=plain.fine_counts[1:], linkage="centroid", coarser=plain.hierarchy.coarser).merges)
+    for k in range(2, 9):
+        top = segmentation.labels_at_k(2)
+        finer = segmentation.labels_at_k(k)
+        assert all(len(np.unique(top[finer == c])) == 1 for c in np.unique(finer))
+    with pytest.raises(ConfigError, match="ward_top"):
+        run_to_completion(segment(trained, image, n_fine=8, device="cpu", ward_top=-1))
+    with pytest.raises(ConfigError, match="linkage"):
+        get_preset("fast", linkage="median")

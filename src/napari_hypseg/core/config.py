@@ -146,11 +146,12 @@ class HypsegConfig:
     """How the tree over the fine clusters picks its merges (hierarchy.LINKAGES: "ward", "centroid",
     "average", "single"; see hierarchy.py)."""
     ward_top: int = 0
-    """Once this many groups are left, the tree merges by Ward's criterion whatever `linkage` (0 =
-    `linkage` throughout). Ward weights a merge by the groups' sizes, so it keeps two big regions apart
-    and lets small ones join them: right for the top of the hierarchy (background against cell), wrong
-    below it, where the size-blind average linkage keeps organelles as groups of their own
-    (docs/tuning.md, fourteenth round)."""
+    """The top `ward_top` groups of the tree are those of the Ward tree over the same fine clusters,
+    and below them `linkage` merges only within each of those groups (0 = `linkage` throughout). Ward
+    weights a merge by the groups' sizes, so it keeps two big regions apart and lets small ones join
+    them: right for the top of the hierarchy (background against cell), wrong below it, where the
+    size-blind centroid linkage keeps organelles as groups of their own (docs/tuning.md, fourteenth
+    round)."""
     fine_clustering: str = "kmeans"
     """How the fine clusters of the joint space (image_features > 0) are found: "kmeans", or
     "gaussian_mixture" -- a Gaussian per cluster with its own full covariance (core/mixture.py), which
@@ -269,8 +270,8 @@ PRESETS: dict[str, HypsegConfig] = {
     "paper": HypsegConfig(batch_size=128, steps=15000, learning_rate=5e-5, checkpoint_every=1000),
     # Good segmentations quickly on a CPU: a slimmer encoder, fewer samples, a larger learning rate,
     # per-patch brightness jitter with the paper's triplet weight, the texture target (weight 30) and
-    # image features beside the latents for the fine clusters (weight 0.5), and a tree that merges by
-    # centroid linkage down to four groups and by Ward's criterion above: the best of the settings
+    # image features beside the latents for the fine clusters (weight 0.5), and a tree whose top two
+    # groups are Ward's and whose merges below them are by centroid linkage: the best of the settings
     # tried on the toy validation volumes (docs/tuning.md); 300 steps scored as well as 600.
     "fast": HypsegConfig(
         intensity_jitter=2.0,
@@ -278,7 +279,7 @@ PRESETS: dict[str, HypsegConfig] = {
         image_features=0.5,
         fine_clustering="gaussian_mixture",
         linkage="centroid",
-        ward_top=4,
+        ward_top=2,
         latent_dim=3,
         encoder_channels=(16, 32, 32, 64),
         hidden=64,

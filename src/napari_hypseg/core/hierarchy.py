@@ -133,7 +133,7 @@ class ClusterHierarchy:
     coarser: list = field(default_factory=list, repr=False)
     """(k, descriptors, geometry) stages the merges used (see from_centroids); [] for a plain tree."""
     ward_top: int = 0
-    """Once this many groups were left, the merges followed Ward's criterion (0 = `linkage` throughout)."""
+    """The top this-many groups were the Ward tree's, `linkage` merging within them (0 = `linkage` throughout)."""
     _lookups: list[np.ndarray] = field(repr=False, default_factory=list)
 
     @classmethod
@@ -150,10 +150,12 @@ class ClusterHierarchy:
         neighbourhoods of each fine cluster). A descriptor's geometry (default: the tree's) says how
         it is compared: "euclidean" descriptors may be any features, such as latents joined with
         image features. Merge heights (and so radius cuts) always come from the centroids.
-        ward_top: once only this many groups are left, merge by Ward's criterion whatever `linkage`
-        (0 = never): Ward keeps big regions apart and lets small ones join them -- right for the top of
-        a hierarchy (background against cell), wrong below it, where an unweighted linkage keeps small
-        organelles as groups of their own (docs/tuning.md, fourteenth round).
+        ward_top: the top `ward_top` groups are those of the Ward tree over the same clusters and
+        stages, and below them `linkage` merges only within each of those groups (0 = `linkage`
+        throughout). Ward weights a merge by the groups' sizes, so it keeps big regions apart and lets
+        small ones join them -- right for the top of a hierarchy (background against cell), wrong below
+        it, where a size-blind linkage keeps small organelles as groups of their own (docs/tuning.md,
+        fourteenth round).
         """
         if geometry not in GEOMETRIES:
             raise ConfigError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
@@ -179,7 +181,11 @@ class ClusterHierarchy:
             raise ConfigError("coarser descriptors must be ordered by decreasing k")
         if isinstance(ward_top, bool) or not isinstance(ward_top, (int, np.integer)) or ward_top < 0:
             raise ConfigError(f"ward_top must be an integer >= 0 (0 = off), got {ward_top!r}")
-        merges, heights = _agglomerate(centroids, weights, geometry, curvature, linkage, coarser, int(ward_top))
+        blocks = None
+        if ward_top and linkage != "ward" and ward_top < n:
+            ward_merges, _ = _agglomerate(centroids, weights, geometry, curvature, "ward", coarser)
+            blocks = _groups_after(ward_merges[:n - ward_top], n)
+        merges, heights = _agglomerate(centroids, weights, geometry, curvature, linkage, coarser, blocks)
         tree = cls(centroids, weights, geometry, curvature, linkage, merges, heights, coarser, int(ward_top))
         tree._lookups = tree._all_cuts()
         return tree
@@ -293,16 +299,17 @@ class ClusterHierarchy:
 
 
 def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curvature: float, linkage: str,
-                 coarser: list[tuple[int, np.ndarray, str]] = (), ward_top: int = 0):
+                 coarser: list[tuple[int, np.ndarray, str]] = (), blocks: np.ndarray | None = None):
     """Greedy agglomeration on a similarity (higher merges first): the LCA radius for hyperbolic;
     minus the distance, or minus Ward's merge cost, for Euclidean. Returns merges (n-1, 2) of node
     ids and heights.
 
     `coarser`: (k, descriptors, geometry) stages, k decreasing: once only k groups are left, the
     groups are compared by these per-fine-cluster descriptors, in their own geometry, instead of the
-    centroids (see ClusterHierarchy). `ward_top`: once that many groups are left, merges follow Ward's
-    criterion whatever `linkage` (0 = never). Heights are always measured on the centroids, by the
-    rule of the first linkage, so they read the same way along the whole tree."""
+    centroids (see ClusterHierarchy). `blocks` (n,): a group id per fine cluster; merges stay within a
+    block until one group per block is left, and those merge by Ward's criterion (see ward_top in
+    ClusterHierarchy.from_centroids). Heights are always measured on the centroids, by the rule of
+    the first linkage, so they read the same way along the whole tree."""
     n = len(centroids)
     height_linkage = linkage
     hyperbolic = geometry == "hyperbolic"
@@ -356,6 +363,8 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
             if linkage == "ward":
                 values = ward_cost(values, weight[nodes][:, None], weight[nodes][None])
         np.fill_diagonal(values, -np.inf)
+        if constrained:
+            values[block_id[nodes][:, None] != block_id[nodes][None]] = -np.inf
         similarity_matrix[np.ix_(nodes, nodes)] = values
 
     similarity_matrix = np.full((2 * n, 2 * n), -np.inf)
@@ -364,6 +373,11 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
     members: dict[int, list[int]] = {leaf: [leaf] for leaf in range(1, n + 1)}
     active = list(range(1, n + 1))
     centre: dict[int, np.ndarray] = {}
+    block_id = np.zeros(2 * n, dtype=np.int64)
+    constrained = blocks is not None
+    if constrained:
+        block_id[1:n + 1] = blocks
+        n_blocks = len(np.unique(blocks))
     stages = [(n, centroids, geometry)] + list(coarser)   # checked by ClusterHierarchy.from_centroids
     merges, heights = [], []
     for m in range(n - 1):
@@ -371,8 +385,8 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
             _, points, stage_geometry = stages.pop(0)
             ball = stage_geometry == "hyperbolic"
             compare_groups(points, ball)
-        if ward_top and linkage != "ward" and len(active) <= ward_top:
-            linkage = "ward"
+        if constrained and len(active) <= n_blocks:
+            linkage, constrained = "ward", False
             compare_groups(points, ball)
         sub = similarity_matrix[np.ix_(active, active)]
         i, j = divmod(int(np.argmax(sub)), len(active))
@@ -407,7 +421,10 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
             else:  # ward, from the groups' means (Fréchet means in the ball)
                 row = ward_cost(similarity(centre[node][None], np.array([centre[o] for o in active]), ball),
                                 weight[node], weight[others])
+            if constrained:
+                row = np.where(block_id[others] == block_id[a], row, -np.inf)
             similarity_matrix[node, others] = similarity_matrix[others, node] = row
+        block_id[node] = block_id[a]
         active.append(node)
     heights = np.array(heights, dtype=np.float64)
     if not hyperbolic:
@@ -416,3 +433,14 @@ def _agglomerate(centroids: np.ndarray, weights: np.ndarray, geometry: str, curv
     if len(heights):
         heights = np.minimum.accumulate(heights) if hyperbolic else np.maximum.accumulate(heights)
     return np.array(merges, dtype=np.int64).reshape(-1, 2), heights
+
+
+def _groups_after(merges: np.ndarray, n: int) -> np.ndarray:
+    """(n,) group ids of the fine clusters 1..n once these merges are made (the tree's nodes as in
+    ClusterHierarchy: the m-th merge creates node n + 1 + m)."""
+    top = np.arange(2 * n)      # each node's topmost ancestor among these merges, set from the last merge down
+    for m in range(len(merges) - 1, -1, -1):
+        node = n + 1 + m
+        for child in merges[m]:
+            top[child] = top[node]
+    return top[1:n + 1]
