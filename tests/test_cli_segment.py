@@ -51,7 +51,7 @@ def test_several_levels_radius_and_latents(files, tmp_path, capsys):
     assert np.load(latents).shape == (*image.shape, 3)
     radius_out = tmp_path / "radius.nii.gz"
     assert main(["segment", str(volume), "--model", str(model), "--out", str(radius_out), "--radius", "0",
-                 "--linkage", "single", *CPU]) == 0
+                 "--linkage", "single", "--ward-top", "0", *CPU]) == 0
     assert np.all(np.asarray(nib.load(radius_out).dataobj) == 1)       # radius 0: everything merges
     assert "merge radii" in capsys.readouterr().err
 
@@ -70,6 +70,7 @@ def test_refuses_to_overwrite_and_checks_before_computing(files, tmp_path, capsy
         (["--out", str(tmp_path / "new.tif"), "--k", "9"], "outside 1..5"),
         (["--out", str(tmp_path / "new.tif"), "--k", "2", "--save-latents", str(tmp_path / "l.tif")], ".npy"),
         (["--out", str(tmp_path / "missing" / "new.tif"), "--k", "2"], "does not exist"),
+        (["--out", str(tmp_path / "new.tif"), "--k", "2", "--ward-top", "-1"], "ward_top must be"),
     ]:
         assert main(["segment", str(volume), "--model", str(model), *arguments, *CPU]) == 2
         assert message in capsys.readouterr().err

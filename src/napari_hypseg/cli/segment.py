@@ -56,8 +56,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--context", type=int, default=None, metavar="C",
                         help="neighbourhood side in voxels each latent describes (default: the model's)")
     parser.add_argument("--linkage", default=None,
-                        help="how fine clusters merge into the tree: ward (default), centroid (a finer radius "
-                             "control), average or single (merges exactly by LCA depth)")
+                        help="how fine clusters merge into the tree below its Ward top (--ward-top): "
+                             "the model's (centroid for the fast preset), ward, average or single "
+                             "(merges exactly by LCA depth)")
+    parser.add_argument("--ward-top", type=int, default=None, metavar="N",
+                        help="the top N groups of the tree are the Ward tree's, the linkage merges within "
+                             "them (default: the model's, 2 for the fast preset; 0 = the linkage throughout)")
     parser.add_argument("--tile", type=int, default=64, help="tile side for inference (default: 64)")
     parser.add_argument("--inference-stride", type=int, default=None, metavar="N",
                         help="compute latents at every N-th point of the encoder's grid and interpolate between: "
@@ -223,7 +227,8 @@ def _task(args: argparse.Namespace, volume: Path, outputs: list[Path]):
 
     return SegmentTask(
         volume=volume, outputs=tuple(outputs), model=args.model, ks=tuple(args.k) if args.k else None,
-        radius=args.radius, n_fine=args.n_fine, context=args.context, linkage=args.linkage, tile=args.tile,
+        radius=args.radius, n_fine=args.n_fine, context=args.context, linkage=args.linkage,
+        ward_top=args.ward_top, tile=args.tile,
         device=args.device, precision=args.precision, seed=args.seed, level=args.level, roi=args.roi,
         mask=args.mask, bin_factor=args.bin_factor, full_resolution=args.full_resolution,
         latents=args.save_latents, overwrite=args.overwrite, inference_stride=args.inference_stride)

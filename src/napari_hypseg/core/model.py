@@ -48,6 +48,13 @@ def _init_conv(layer: nn.Conv3d | nn.ConvTranspose3d, generator: torch.Generator
 _ONEDNN = torch.ops.mkldnn if platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available() \
     and hasattr(torch.ops.mkldnn, "_convolution_pointwise") and hasattr(torch.ops.mkldnn, "_linear_pointwise") else None
 """oneDNN's fused kernels, used on x86 CPUs (where they were measured); elsewhere the plain layers."""
+_ONEDNN_BF16 = _ONEDNN is not None and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+"""Whether those kernels take bfloat16 here: they need AVX512 (or AVX-NE-CONVERT); without it a
+bfloat16 layer runs through PyTorch's own convolution under the caller's autocast."""
+
+
+def _fused(x: torch.Tensor, dtype: torch.dtype) -> bool:
+    return _ONEDNN is not None and x.device.type == "cpu" and (dtype == torch.float32 or _ONEDNN_BF16)
 
 
 def _convolve(x: torch.Tensor, layer: nn.Conv3d, stride: int, *, relu: bool, dtype: torch.dtype) -> torch.Tensor:
@@ -55,11 +62,11 @@ def _convolve(x: torch.Tensor, layer: nn.Conv3d, stride: int, *, relu: bool, dty
     applies the ReLU as it writes the output (the fused kernels PyTorch's own compiler uses): one
     pass over the widest tensors instead of two; with the 1x1 layers below, a third of a bfloat16
     tile's time."""
-    if relu and _ONEDNN is not None and x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last_3d):
+    if relu and _fused(x, dtype) and x.is_contiguous(memory_format=torch.channels_last_3d):
         x = x.to(dtype)
         return _ONEDNN._convolution_pointwise(x, layer.weight.to(dtype), layer.bias.to(dtype), [0, 0, 0],
                                               [stride] * 3, [1, 1, 1], 1, "relu", [], "")
-    x = F.conv3d(x, layer.weight, layer.bias, stride=stride)
+    x = F.conv3d(x, layer.weight, layer.bias, stride=stride)     # in autocast's dtype (the callers')
     return torch.relu_(x) if relu else x
 
 
@@ -67,7 +74,7 @@ def _pointwise(x: torch.Tensor, layer: nn.Conv3d, *, relu: bool, dtype: torch.dt
     """A 1x1x1 convolution on channel-last features (..., C) as a matrix product, then the ReLU if
     `relu` (fused on a CPU, as in _convolve)."""
     weight = layer.weight.flatten(1)
-    if relu and _ONEDNN is not None and x.device.type == "cpu":
+    if relu and _fused(x, dtype):
         x = x.to(dtype)
         return _ONEDNN._linear_pointwise(x, weight.to(dtype), layer.bias.to(dtype), "relu", [], "")
     x = F.linear(x, weight, layer.bias)
