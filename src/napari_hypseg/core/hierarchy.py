@@ -13,7 +13,7 @@ share. The agglomeration merges two groups of fine clusters at a time; the linka
 - "average":  the deepest mean LCA radius over member pairs, weighted by cluster sizes;
 - "centroid": the deepest LCA of the groups' weighted Fréchet means (a merged group's mean moves
   towards the origin, as a parent should);
-- "ward" (default): the smallest increase of the weighted sum of squared Poincaré distances to the
+- "ward" (the default of the geometry): the smallest increase of the weighted sum of squared Poincaré distances to the
   group means, w_a w_b / (w_a + w_b) d(mean_a, mean_b)^2 (Ward's criterion with Fréchet means).
 Merge heights are LCA radii -- of the deepest pair for single, the mean for average, the two groups'
 Fréchet means otherwise -- as Euclidean norms in the ball (the radius of a circle in the
@@ -22,7 +22,13 @@ applies the merges at radius >= r (r <= the lowest merge height: one cluster; r 
 every fine cluster), is always the cut `lookup_at_k` gives for some k: k-cuts and radius cuts are
 cuts of one tree and always nest.
 
-Why ward by default: on segmentations of the synthetic test volumes (method.md §9) by a "fast"
+A Ward top (`ward_top` in from_centroids) joins two of them: the top groups are the Ward tree's and
+another linkage merges within each. Ward's size weighting keeps big regions apart and lets small
+groups join them cheaply -- right for background against cell, wrong for organelles below it; the
+`fast` preset takes Ward's top two groups and the centroid linkage within them (docs/tuning.md,
+fourteenth round: +0.05-0.12 Dice at level 2 on the toy validation volumes, level 1 unchanged).
+
+Why ward as the geometry's default (an early measurement, before the coarse stages): on segmentations of the synthetic test volumes (method.md §9) by a "fast"
 model, its k-cuts scored best -- mean Dice at k = 2 / 4 / 8 over 10 volumes, regular and irregular:
 ward 0.73 / 0.39 / 0.25, centroid 0.66 / 0.37 / 0.25, average 0.52 / 0.37 / 0.25, single 0.49 /
 0.33 / 0.24 (a Euclidean model, 4 volumes: ward 0.84 / 0.42 / 0.26, average 0.59 / 0.37 / 0.29).
