@@ -47,6 +47,10 @@ def test_train_widget_states_and_parameters(make_napari_viewer):
     assert widget.form.config() == PRESETS["paper"]
     widget.preset.setCurrentText("fast")
     assert widget.form.config() == PRESETS["fast"]
+    # the tree's linkage is a choice of the names the core accepts, not free text
+    linkage = widget.form.editors["linkage"]
+    assert [linkage.itemText(i) for i in range(linkage.count())] == ["ward", "centroid", "average", "single"]
+    assert linkage.currentText() == "centroid" and widget.form.editors["ward_top"].value() == 2
     # a tiny learning rate survives the round trip through the field (no fixed-decimal rounding)
     widget.form.set_values(learning_rate=5e-7, encoder_channels=(4, 8))
     config = widget.form.config()

@@ -20,8 +20,8 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.config import (FINE_CLUSTERINGS, GEOMETRIES, PRESETS, RECONSTRUCTION_TARGETS, STAGE_FIELDS,
-                           TEXTURE_DESCRIPTOR_NAMES, HypsegConfig)
+from ..core.config import (FINE_CLUSTERINGS, GEOMETRIES, LINKAGE_NAMES, PRESETS, RECONSTRUCTION_TARGETS,
+                           STAGE_FIELDS, TEXTURE_DESCRIPTOR_NAMES, HypsegConfig)
 from ..core.errors import ConfigError
 from ._common import INT_MAX
 
@@ -45,6 +45,7 @@ LABELS = {
     "hierarchy_neighbours": "top-level neighbours",
     "image_features": "image features",
     "fine_clustering": "fine clustering",
+    "ward_top": "Ward top",
     "checkpoint_every": "checkpoint every",
     "inference_stride": "inference stride",
     "reconstruction_target": "reconstruction target",
@@ -109,6 +110,10 @@ TOOLTIPS = {
     "fine_clustering": "How the fine clusters are found beside image features: gaussian_mixture (a Gaussian "
                        "with its own shape per cluster, which follows wide and tight structures alike) or "
                        "kmeans (equal spheres; faster).",
+    "linkage": "How the tree merges clusters below its Ward top: centroid (closest centres first, whatever "
+               "their sizes: small organelles stay groups of their own), average, single, or ward (size-weighted).",
+    "ward_top": "The top this many groups of the tree are the Ward tree's (background against cell); below "
+                "them the linkage merges within each group (0 = the linkage throughout).",
     "latent_smoothing": "Sigma (voxels) of a Gaussian that smooths the latent field before clustering "
                         "(0 = off).",
     "inference_stride": "Compute latents at every n-th point of the encoder's grid and interpolate between "
@@ -170,7 +175,8 @@ class _ScientificSpinBox(QDoubleSpinBox):
 
 
 CHOICES = {"geometry": GEOMETRIES, "texture_descriptor": TEXTURE_DESCRIPTOR_NAMES,
-           "fine_clustering": FINE_CLUSTERINGS, "reconstruction_target": RECONSTRUCTION_TARGETS}
+           "fine_clustering": FINE_CLUSTERINGS, "reconstruction_target": RECONSTRUCTION_TARGETS,
+           "linkage": LINKAGE_NAMES["hyperbolic"]}  # the same names for either geometry
 
 
 def _label(name: str) -> str:
