@@ -74,6 +74,16 @@ def test_demo_keeps_the_trained_model_and_draws_every_level(demo):
     assert png[..., :3].std() > 0.05
 
 
-def test_demo_needs_a_test_volume(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--n-test", "0"]) == 2
-    assert "--n-test" in capsys.readouterr().err
+@pytest.mark.parametrize("extra, expected", [
+    (["--n-test", "0"], "--n-test must be at least 1"),
+    (["--n-train", "0"], "--n-train must be an integer >= 1"),
+    (["--n-fine", "4"], "--n-fine must be an integer >= 8"),   # the finest level is cut at k = 8
+    (["--steps", "0"], "steps must be >= 1"),
+    (["--seed", "-1"], "--seed must be an integer >= 0"),
+    (["--device", "gpu7"], "unknown device"),
+])
+def test_bad_demo_arguments_fail_before_the_output_folder_is_made(extra, expected, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *extra]) == 2
+    assert expected in capsys.readouterr().err
+    assert not out.exists()

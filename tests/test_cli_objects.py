@@ -75,13 +75,34 @@ def test_existing_outputs_are_refused_before_any_work_unless_overwrite(toy_files
     assert pd.read_csv(csv)["cluster"].eq(4).all()
 
 
+def test_latents_file_adds_the_mean_latent_radius(toy_files, tmp_path):
+    toy, labels, _ = toy_files
+    latents = np.random.default_rng(0).uniform(-0.5, 0.5, size=(*toy.truth[3].shape, 3)).astype(np.float32)
+    np.save(tmp_path / "latents.npy", latents)
+    csv = tmp_path / "o.csv"
+    assert main(["objects", str(labels), "--cluster", "4", "--latents", str(tmp_path / "latents.npy"),
+                 "--csv", str(csv), "--quiet"]) == 0
+    table = pd.read_csv(csv)
+    radius = np.linalg.norm(latents, axis=-1)
+    for row in table.itertuples():
+        inside = (slice(row.bbox_z0, row.bbox_z1), slice(row.bbox_y0, row.bbox_y1), slice(row.bbox_x0, row.bbox_x1))
+        mask = toy.truth[3][inside] == 4
+        assert row.mean_latent_radius == pytest.approx(float(radius[inside][mask].mean()), rel=1e-5)
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--cluster", "9"], "error: cluster 9 does not exist in these labels; choose one of 1, 2, 3, 4, 5"),
     (["--cluster", "4", "--mesh", "o.vtk"], "error: cannot write a mesh to o.vtk: the name must end in .obj"),
     (["--cluster", "4", "--min-size", "50", "--max-size", "10"], "error: the minimum size is larger than the maximum"),
+    (["--cluster", "4", "--latents", "missing.npy"], "error: cannot open the latent field missing.npy: it does not exist"),
+    (["--cluster", "4", "--latents", "latents.txt"], "error: --latents reads a .npy file"),
+    (["--cluster", "4", "--latents", "small.npy"], "error: the latent field has shape (4, 4, 4, 2)"),
+    (["--cluster", "4", "--latents", "broken.npy"], "error: cannot read the latent field broken.npy"),
 ])
 def test_bad_requests_exit_2_with_one_error_line(toy_files, tmp_path, argv, message):
     _, labels, _ = toy_files
+    np.save(tmp_path / "small.npy", np.zeros((4, 4, 4, 2), np.float32))
+    (tmp_path / "broken.npy").write_text("not an array")
     code = ("import sys; from napari_hypseg.cli.main import main; "
             f"sys.exit(main(['objects', {str(labels)!r}, *{argv!r}]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)

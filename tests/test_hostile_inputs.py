@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
 import pickle
 import struct
@@ -161,12 +162,14 @@ def fails_clearly(args, capsys) -> str:
 
 
 @pytest.mark.parametrize("case", BAD_VOLUMES)
-def test_bad_volume_is_one_clear_error_everywhere(case, tmp_path, model_file, capsys):
+def test_bad_volume_is_one_clear_error_everywhere(case, tmp_path, model_file, capsys, caplog):
     name, build, expected = BAD_VOLUMES[case]
     path = tmp_path / name
     build(path)
     with pytest.raises(VolumeError, match=expected):
         read_volume(path)
+    # no format library's log lines (e.g. tifffile's on each broken tag) printed before the error line
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
     reader = get_reader(str(path))
     if reader is not None:   # the napari reader declines only folders, and gives our message otherwise
         with pytest.raises(VolumeError, match=expected):
@@ -391,14 +394,18 @@ def test_segment_outputs_in_unusable_folders_fail_before_inference(tmp_path, mod
     assert "is a folder" in line
 
 
-def test_train_and_toy_outputs_in_unusable_folders_fail_before_work(tmp_path, good_volume, capsys, make_read_only):
+def test_train_toy_and_demo_outputs_in_unusable_folders_fail_before_work(tmp_path, good_volume, capsys,
+                                                                        make_read_only):
     for target, expected in unwritable_cases(tmp_path, make_read_only):
-        if expected == "does not exist":   # train and toy create a missing folder
+        if expected == "does not exist":   # train, toy and demo create a missing folder
             continue
         line = fails_clearly(["train", good_volume, "--out", str(target) + ".pt", "--steps", "1", *TINY], capsys)
         assert expected in line or "cannot create the folder" in line, line
         line = fails_clearly(["toy", target.parent], capsys)
         assert expected in line or "is a file" in line, line
+        line = fails_clearly(["demo", "--out", target, "--steps", "1", *TINY], capsys)
+        assert "cannot create the folder" in line, line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file", "locked"]
 
 
 def test_nothing_was_left_by_a_gzip_reader_on_a_huge_claim(tmp_path):

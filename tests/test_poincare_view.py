@@ -54,7 +54,7 @@ def test_segment_widget_shows_the_sampled_latents_in_the_colours_of_the_labels_l
     qtbot.waitUntil(lambda: not segmenter.running and segmenter.segmentation is not None, timeout=300_000)
 
     segmentation, view, layer = segmenter.segmentation, segmenter.poincare, segmenter.labels_layer
-    np.testing.assert_allclose(view._scatter.get_offsets(), segmentation.sample_points[:, :2])
+    np.testing.assert_allclose(view.points, segmentation.sample_points[:, :2])
     assert any(isinstance(p, Circle) and p.radius == 1.0 for p in view.axes.patches)   # the ball's boundary
     for k in (2, 5):
         segmenter.k_slider.setValue(k)   # applied once the event loop runs

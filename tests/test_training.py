@@ -210,6 +210,41 @@ def test_divergence_is_a_clear_error_and_saves_nothing_broken(tmp_path):
     assert all(torch.isfinite(v).all() for v in kept.model.state_dict().values())
 
 
+def test_losses_read_every_few_steps_give_the_same_run(tmp_path):
+    """metrics_every (what a GPU does by default, so that the host does not wait for the device every
+    step): the same weights and per-step history as reading every step; progress comes at the reads,
+    the checkpoints and the last step, and a stop is honoured there."""
+    config = CONFIG.with_overrides(steps=7, checkpoint_every=5)
+    every_step = run_to_completion(train(VOLUMES, config, device="cpu"))
+    path = tmp_path / "model.pt"
+    events = []
+    read = run_to_completion(train(VOLUMES, config, checkpoint_path=path, device="cpu", metrics_every=3),
+                             events.append)
+    assert [e.step for e in events] == [0, 3, 5, 6, 7]
+    assert events[2].checkpoint == path and events[-1].checkpoint == path
+    assert read.history == every_step.history and [h["step"] for h in read.history] == list(range(1, 8))
+    assert_same_weights(weights(read.model), weights(every_step.model))
+    assert events[1].metrics["total"] == every_step.history[2]["total"]   # the values of the step reported
+
+    stop = threading.Event()
+    stopped = run_to_completion(train(VOLUMES, config, device="cpu", metrics_every=3, stop=stop),
+                                lambda event: stop.set() if event.step == 3 else None)
+    assert stopped.step == 3 and stopped.history == every_step.history[:3]
+
+
+def test_a_divergence_between_reads_is_reported_at_its_step(tmp_path):
+    config = CONFIG.with_overrides(learning_rate=1000.0, warmup_steps=50, steps=50)
+    with pytest.raises(ConfigError, match=r"diverged at step (\d+)") as every_step:
+        run_to_completion(train(VOLUMES, config, device="cpu"))
+    path = tmp_path / "model.pt"
+    with pytest.raises(ConfigError, match=r"diverged at step (\d+)") as read_later:
+        run_to_completion(train(VOLUMES, config, checkpoint_path=path, device="cpu", metrics_every=8))
+    assert str(read_later.value) == str(every_step.value)
+    assert not path.exists()   # nothing saved from a diverged run
+    with pytest.raises(ConfigError, match="metrics_every must be a positive integer"):
+        next(train(VOLUMES, CONFIG, device="cpu", metrics_every=0))
+
+
 def test_bad_volumes_are_refused():
     with pytest.raises(VolumeError, match="3D"):
         next(train([np.zeros((24, 24))], CONFIG, device="cpu"))

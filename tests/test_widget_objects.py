@@ -195,3 +195,43 @@ def test_objects_of_a_segment_widget_layer_have_a_mean_latent_radius(make_napari
     np.testing.assert_allclose(widget.objects.table["mean_latent_radius"], expected.table["mean_latent_radius"])
     assert (expected.table["mean_latent_radius"] > 0).all() and (expected.table["mean_latent_radius"] < 1).all()
     assert widget.table.horizontalHeaderItem(widget.table.columnCount() - 1).text() == "latent radius"
+
+
+def test_export_widget_writes_each_cluster_surface_as_a_mesh_in_physical_units(make_napari_viewer, qtbot, tmp_path):
+    import trimesh
+    from qtpy.QtWidgets import QMessageBox
+
+    from test_widgets import _export, answer_next_dialog
+
+    from napari_hypseg.widgets import ExportWidget
+
+    spacing = (2.0, 1.0, 0.5)                       # z, y, x: the ball is 8 x 16 x 32 voxels across
+    grids = np.meshgrid(*[(np.arange(n) - c) * s for n, c, s in zip((14, 26, 44), (6.5, 12.5, 21.5), spacing)],
+                        indexing="ij")
+    ball = sum(g ** 2 for g in grids) <= 8.0 ** 2
+    labels = ball.astype(np.uint8) * 2
+    labels[0:2, 0:2, 0:2] = 5
+    viewer = make_napari_viewer()
+    viewer.add_labels(labels, name="seg", scale=spacing, units=("angstrom",) * 3)
+    widget = ExportWidget(viewer)
+    widget.folder.setText(str(tmp_path))
+    widget.format.setCurrentText(".stl")
+    assert widget.masks.isChecked() and not widget.whole.isEnabled()     # a mesh is one cluster's surface
+    widget.clusters.setText("2")
+    _export(qtbot, widget)
+    target = tmp_path / "seg_cluster2.stl"
+    assert widget.written == [target] and sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    mesh = trimesh.load(target, force="mesh")
+    assert mesh.is_watertight
+    assert mesh.volume == pytest.approx(ball.sum() * np.prod(spacing), rel=0.04)
+    centre = cluster_objects(labels, 2, spacing=spacing).centroids[0][::-1]     # (x, y, z)
+    np.testing.assert_allclose(mesh.bounds.mean(axis=0), centre, atol=0.3)
+
+    original = target.read_bytes()
+    widget.clusters.setText("")
+    answer_next_dialog(QMessageBox.StandardButton.No)
+    _export(qtbot, widget)
+    assert target.read_bytes() == original and not (tmp_path / "seg_cluster5.stl").exists()
+
+    widget.format.setCurrentText(".tif")
+    assert widget.whole.isEnabled()

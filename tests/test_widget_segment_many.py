@@ -52,3 +52,21 @@ def test_every_selected_image_layer_is_segmented_in_one_run(make_napari_viewer, 
     assert not segmenter.segment_button.isEnabled()
     segmenter.every_selected.setChecked(False)   # back to the one chosen image
     assert segmenter.segment_button.isEnabled()
+
+
+def test_segment_progress_shows_the_latent_points_done_and_the_eta(make_napari_viewer, one_thread):
+    """The events of a real inference (several tiles) reach the Segment widget's status line: tiles done
+    of all, voxels per second and the time left."""
+    from napari_hypseg.core.inference import latent_field
+
+    image = make_toy_volume(0).image[:24, :24, :24].copy()
+    config = get_preset("fast", encoder_channels=(4, 8), hidden=8)
+    events = []
+    run_to_completion(latent_field(HypsegVAE(config), image, IntensityStats.fit(image), tile=12, batch_size=2,
+                                   device="cpu"), events.append)
+    segmenter = SegmentWidget(make_napari_viewer())
+    middle = next(event for event in events if 0 < event.step < event.total)
+    segmenter._on_progress(middle)
+    status = segmenter.status.text()
+    assert f"latent points</b> {middle.step}/{middle.total}" in status
+    assert "ETA " in status and "voxels/s" in status, status

@@ -39,20 +39,26 @@ def run(args: argparse.Namespace) -> int:
 
     from ..core.baselines import BASELINES
     from ..core.config import get_preset
+    from ..core.device import resolve_device
     from ..core.errors import ConfigError
     from ..core.evaluation import LEVEL_K, mean_dice, score_levels
     from ..core.progress import run_to_completion
     from ..core.segmentation import segment
     from ..core.synthetic import LEVEL_CLASSES, make_toy_volume
     from ..core.training import train
+    from ..core.validation import integer, writable_folder
     from ..core.volume_io import write_labels
     from ._progress import ProgressLine
 
+    # Every argument and the output folder are checked before the folder is made or any work starts.
     if args.n_test < 1:
         raise ConfigError(f"--n-test must be at least 1, got {args.n_test}")
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    integer("--n-train", args.n_train, minimum=1)
+    integer("--n-fine", args.n_fine, minimum=max(LEVEL_K.values()))
+    integer("--seed", args.seed, minimum=0)
     config = get_preset(args.preset, steps=args.steps, seed=args.seed)
+    resolve_device(args.device)
+    out: Path = writable_folder(args.out, what="demo output", create=True)
     variant = "irregular" if args.irregular else "regular"
     print(f"[demo] generating {args.n_train} training volumes and {args.n_test} unseen test volumes ({variant} shapes)")
     train_images = [make_toy_volume(args.seed + i, irregular=args.irregular).image for i in range(args.n_train)]

@@ -9,7 +9,8 @@ LABELS file (as written by `hypseg segment`, which keeps the source's voxel size
 Outputs (each only when asked for; an existing file is only replaced with --overwrite):
   --csv FILE    the features table: object_id, cluster, voxel_count, volume (unit³),
                 centroid_z/y/x_px (voxel indices from 0), centroid_z/y/x (physical units),
-                bbox_z0..bbox_x1 (half-open voxel ranges), mean_intensity (with --image), unit
+                bbox_z0..bbox_x1 (half-open voxel ranges), mean_intensity (with --image),
+                mean_latent_radius (with --latents), unit
   --star FILE   RELION particles: rlnTomoName, rlnMicrographName, rlnCoordinateX/Y/Z (pixels of the
                 tomogram, from 0 at the first voxel's centre) and rlnPixelSize (Å) when the voxel size
                 has a length unit
@@ -53,6 +54,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--image", type=Path, default=None, metavar="IMAGE",
                         help="the volume LABELS was made from: adds mean_intensity to the table, and "
                              "its file name is the STAR tomogram name")
+    parser.add_argument("--latents", type=Path, default=None, metavar="PATH.npy",
+                        help="the latent field written by `hypseg segment --save-latents`: adds "
+                             "mean_latent_radius (small: coarse structure, near the centre of the ball)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--csv", type=Path, default=None, metavar="FILE", help="write the features table (.csv)")
     out.add_argument("--star", type=Path, default=None, metavar="FILE",
@@ -81,10 +85,11 @@ def run(args: argparse.Namespace) -> int:
 
     volume = read_volume(args.labels)
     image = read_volume(args.image).data if args.image is not None else None
+    latents = _read_latents(args.latents) if args.latents is not None else None
     objects = cluster_objects(
         volume.data, args.cluster, spacing=volume.spacing, unit=volume.unit,
         min_size=args.min_size, max_size=args.max_size, min_volume=args.min_volume, max_volume=args.max_volume,
-        connectivity=args.connectivity, image=image)
+        connectivity=args.connectivity, image=image, latents=latents)
 
     unit = volume.unit
     dropped = len(objects.dropped_sizes)
@@ -106,3 +111,21 @@ def run(args: argparse.Namespace) -> int:
     if args.mesh is not None:
         print(f"wrote {write_objects_mesh(objects, args.mesh, overwrite=args.overwrite)}")
     return 0
+
+
+def _read_latents(path: Path):
+    """The latent field, memory-mapped: only the objects' bounding boxes are read."""
+    import numpy as np
+
+    from ..core.objects import ObjectsError
+
+    if path.suffix != ".npy":
+        raise ObjectsError(f"--latents reads a .npy file (from `hypseg segment --save-latents`), got {path}.")
+    try:
+        return np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise ObjectsError(f"cannot open the latent field {path}: it does not exist; give the file written "
+                           "by `hypseg segment --save-latents`.") from None
+    except (OSError, ValueError) as error:
+        raise ObjectsError(f"cannot read the latent field {path} ({error}); give the .npy file written by "
+                           "`hypseg segment --save-latents`.") from None

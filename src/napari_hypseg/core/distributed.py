@@ -90,15 +90,16 @@ class BatchShards:
             return parts[0]
         return {key: sum(part[key] for part in parts) / len(parts) for key in parts[0]}
 
-    def values(self, losses: dict[str, torch.Tensor]) -> dict[str, float]:
-        """The losses as numbers, averaged over all ranks: every rank reports and checks the same values."""
+    def reduced(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The losses stacked in one tensor on the device, averaged over all ranks (every rank reports
+        and checks the same values); read on the host only when the caller asks."""
         stacked = torch.stack([value.detach().float() for value in losses.values()])
         if self.grouped:
             import torch.distributed as dist
 
             dist.all_reduce(stacked)
             stacked /= self.world_size
-        return dict(zip(losses, stacked.tolist()))
+        return stacked
 
     def any_stopped(self, stopped: bool, device: torch.device) -> bool:
         """True on every rank when a stop was requested on any of them, so all stop after the same step."""

@@ -137,7 +137,7 @@ class TripletSampler:
         views = torch.cat(self._same_scale_cubes(batch_size, with_negative=False), dim=1)   # (B, 2, S, S, S)
         contrast = torch.exp(PAIR_CONTRAST * torch.randn((batch_size, 2), generator=self.generator))
         noise = PAIR_NOISE * torch.randn(views.shape, generator=self.generator)
-        views = views * contrast.to(self.device)[:, :, None, None, None] + noise.to(self.device)
+        views = views * self._on_device(contrast)[:, :, None, None, None] + self._on_device(noise)
         return views[:, :1].contiguous(), views[:, 1:].contiguous()
 
     def _same_scale_cubes(self, batch_size: int, *, with_negative: bool) -> tuple[torch.Tensor, ...]:
@@ -165,10 +165,10 @@ class TripletSampler:
             grid = self._grid(centres[rows].reshape(-1, 3), sides[rows].reshape(-1), self.volumes[index].shape[2:])
             patches = F.grid_sample(self.volumes[index], grid, mode="bilinear", padding_mode="border",
                                     align_corners=False)
-            out[rows.to(self.device)] = patches.reshape(len(rows), count, size, size, size)
+            out[self._on_device(rows)] = patches.reshape(len(rows), count, size, size, size)
         if self.config.intensity_jitter > 0:
             offsets = self.config.intensity_jitter * torch.randn((batch_size, count), generator=self.generator)
-            out += offsets.to(self.device)[:, :, None, None, None]
+            out += self._on_device(offsets)[:, :, None, None, None]
         return tuple(out[:, kind:kind + 1].contiguous() for kind in range(count))
 
     def _uniform_int(self, count: torch.Tensor) -> torch.Tensor:
@@ -229,12 +229,20 @@ class TripletSampler:
         chosen = slabs[torch.arange(len(choice)), choice]              # (B, 3, 2)
         return chosen[..., 0] + uniform_int(chosen[..., 1] - chosen[..., 0] + 1)
 
+    def _on_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A host tensor (drawn by the CPU generator: every device gets the same boxes) on the device; on a
+        GPU copied from pinned memory without waiting for the device's queue, so sampling the next step
+        does not hold the host until the last one has run."""
+        if self.device.type != "cuda":
+            return tensor.to(self.device)
+        return tensor.pin_memory().to(self.device, non_blocking=True)
+
     def _grid(self, centres: torch.Tensor, sides: torch.Tensor, shape) -> torch.Tensor:
         """grid_sample grid (1, n·S, S, S, 3) of the cell centres of n cubes, normalised (x, y, z)."""
-        centres = centres.to(self.device, torch.float32)
-        sides = sides.to(self.device, torch.float32)
+        centres = self._on_device(centres.to(torch.float32))
+        sides = self._on_device(sides.to(torch.float32))
         points = centres[:, :, None] + sides[:, None, None] * self._offsets      # (n, 3, S) voxel coords
-        extent = torch.tensor(tuple(shape), dtype=torch.float32, device=self.device)
+        extent = self._on_device(torch.tensor(tuple(shape), dtype=torch.float32))
         normalised = (2 * points + 1) / extent[None, :, None] - 1                # align_corners=False
         n, size = len(centres), self.input_size
         z = normalised[:, 0, :, None, None].expand(n, size, size, size)

@@ -1,7 +1,8 @@
 """train(): fit the hyperbolic VAE on volumes, as a generator of progress events (method.md §6).
 
-Stoppable (a threading.Event, checked every step; the model is saved and returned), resumable (a
-checkpoint carries weights, optimiser state, step and history), and reproducible: every step draws
+Stoppable (a threading.Event, checked whenever the losses are read: every step on a CPU; the model
+is saved and returned), resumable (a checkpoint carries weights, optimiser state, step and history),
+and reproducible: every step draws
 its batch and its posterior noise from generators seeded by (config.seed, step) alone, so a seed
 reproduces a run on the same device, and a run resumed from a checkpoint continues exactly as the
 uninterrupted run would have. Under torchrun, the processes share each step (core/distributed.py).
@@ -31,6 +32,10 @@ from .volume_io import as_volume_array
 
 __all__ = ["TrainedModel", "train"]
 
+METRICS_EVERY_GPU = 10
+"""Steps between reads of the losses on a GPU by default: a read waits for the device to finish its
+queue, so reading every step would keep the host from queueing the next step ahead."""
+
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")
 """Settings a resumed run may change: how long to go on and how often to save, nothing that
 changes what one step does."""
@@ -46,6 +51,7 @@ def train(
     stop: threading.Event | None = None,
     shards: int | None = None,
     precision: str = "float32",
+    metrics_every: int | None = None,
 ) -> Generator[Progress, None, TrainedModel]:
     """Train on `volumes` (raw intensities; normalised here) for `config.steps` steps.
 
@@ -62,9 +68,18 @@ def train(
 
     `precision` is the arithmetic of the decoder's convolutions (device.training_dtype): "float32"
     (the default), "auto" (bfloat16 where the hardware has it natively) or "bfloat16".
+
+    `metrics_every` is how many steps pass between reads of the losses on the host (default: 1 on a
+    CPU, METRICS_EVERY_GPU on a GPU). Progress is yielded, and a stop request honoured, at those reads
+    (and at every checkpoint and the last step); the history still has every step. A divergence found
+    at a read is reported at its step; the checkpoint on disk is always from before it.
     """
     device = resolve_device(device)
     compute_dtype = training_dtype(device, precision)
+    if metrics_every is None:
+        metrics_every = 1 if device.type == "cpu" else METRICS_EVERY_GPU
+    if isinstance(metrics_every, bool) or not isinstance(metrics_every, int) or metrics_every < 1:
+        raise ConfigError(f"metrics_every must be a positive integer, got {metrics_every!r}")
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
     resumed = read_checkpoint(resume, device=device) if resume is not None else None
     if config is None:
@@ -121,11 +136,12 @@ def train(
     if resumed:
         first += f", resuming {resume} at step {step}"
     metrics: dict[str, float] = {}
+    unread: list[tuple[int, float, torch.Tensor]] = []   # (step, lr, losses and gradient norm) not read yet
     try:
         yield Progress("train", step, config.steps, message=first)
         started, start_step = time.perf_counter(), step
         while True:
-            if step >= config.steps or stopped():   # nothing (more) to do: already done, or stopped
+            if not unread and (step >= config.steps or stopped()):   # nothing (more) to do: done, or stopped
                 message = f"stopped at step {step}" if step < config.steps else f"finished at step {step}"
                 yield Progress("train", step, config.steps, message=message, metrics=metrics,
                                checkpoint=save())
@@ -145,17 +161,24 @@ def train(
                                  compute_dtype=compute_dtype)
 
             losses = parts.losses(shard_losses)
-            values = parts.values(losses)
-            last_saved = checkpoint_path if saved_step is not None else None
-            if not math.isfinite(values["total"]):
-                raise _diverged(config, step, values, last_saved)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
-            if not math.isfinite(float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))):
-                raise _diverged(config, step, values, last_saved)   # before the weights are touched
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            unread.append((step, lr, torch.cat([parts.reduced(losses), norm.detach().float().reshape(1)])))
+            reading = (step + 1) % metrics_every == 0 or (step + 1) % config.checkpoint_every == 0 \
+                or step + 1 >= config.steps
+            if reading:   # one host read for every step since the last one, before this step's update
+                last_saved = checkpoint_path if saved_step is not None else None
+                for (at, at_lr, _), row in zip(unread, torch.stack([row for *_, row in unread]).tolist()):
+                    values = dict(zip(losses, row[:-1]))
+                    if not (math.isfinite(values["total"]) and math.isfinite(row[-1])):
+                        raise _diverged(config, at, values, last_saved)
+                    history.append({"step": at + 1, **values, "lr": at_lr})
+                unread.clear()
             optimizer.step()
             step += 1
-            history.append({"step": step, **values, "lr": lr})
+            if not reading:
+                continue
 
             elapsed = time.perf_counter() - started
             seconds_per_step = elapsed / (step - start_step)

@@ -34,13 +34,15 @@ spacing is read back rounded to 6 significant digits: 0.37 written reads back as
 from __future__ import annotations
 
 import gzip
+import logging
 import math
 import os
 import struct
 import stat
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -406,10 +408,29 @@ def _write_mrc(tmp: Path, labels, spacing, unit, affine) -> None:
 # --- TIFF ---------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _log_only_on_success(name: str) -> Iterator[None]:
+    """Hold a format library's log records while it reads: a file that fails gets one error line (the
+    VolumeError says what is wrong), not the library's notes on each broken tag before it."""
+    logger, held = logging.getLogger(name), []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    logger.addFilter(hold)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hold)
+    for record in held:
+        logger.handle(record)
+
+
 def _read_tiff(path: Path) -> Volume:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _log_only_on_success("tifffile"), tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         axes = series.axes
         _require_dimensions(series.shape)

@@ -1,8 +1,11 @@
-"""Export dock widget: Labels layers -> TIFF / MRC / NIfTI files with the image's voxel size and space.
+"""Export dock widget: Labels layers -> TIFF / MRC / NIfTI files with the image's voxel size and space,
+or the surface of each cluster as a mesh.
 
-Each file goes through the plugin's writer (`_writer.write_labels`, what File › Save uses), which
-takes the spacing from the layer's scale and units and the NIfTI affine from its metadata, and
-writes through `core.volume_io.write_labels` — so both ways of saving give identical files.
+Each volume file goes through the plugin's writer (`_writer.write_labels`, what File › Save uses),
+which takes the spacing from the layer's scale and units and the NIfTI affine from its metadata, and
+writes through `core.volume_io.write_labels` — so both ways of saving give identical files. A mesh
+(.obj / .ply / .stl) is the marching-cubes surface of a cluster's mask in the layer's physical
+units (`core.export_objects`, as the Objects widget and `hypseg objects --mesh` write it).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._layer_labels import coarse_labels
+from ..core.export_objects import MESH_SUFFIXES
 from ..core.progress import Progress
 from ._common import LayerPicker, confirm_overwrite, scrollable_layout
 from ._worker_widget import WorkerWidget
@@ -38,7 +42,7 @@ from ._worker_widget import WorkerWidget
 if TYPE_CHECKING:
     import napari
 
-FORMATS = (".tif", ".mrc", ".nii.gz")
+FORMATS = (".tif", ".mrc", ".nii.gz", *MESH_SUFFIXES)
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 
 
@@ -49,8 +53,10 @@ def _file_stem(name: str) -> str:
 
 def _export_job(jobs: list[tuple[Path, Any, dict, int | None]], *, stop: threading.Event):
     """Worker body: write each (path, labels, layer attributes, cluster) through the plugin's writer;
-    with a cluster, its binary mask (made here, one at a time, not all at once in memory)."""
+    with a cluster, its binary mask (made here, one at a time, not all at once in memory), or the
+    mask's surface when the path is a mesh file."""
     from .._writer import write_labels
+    from ..core.export_objects import surface_mesh, write_mesh
 
     written: list[Path] = []
     for index, (path, data, attributes, cluster) in enumerate(jobs):
@@ -58,7 +64,11 @@ def _export_job(jobs: list[tuple[Path, Any, dict, int | None]], *, stop: threadi
             break
         yield Progress("export", index, len(jobs), message=path.name)
         labels = data if cluster is None else (np.asarray(data) == cluster).astype(np.uint8)
-        write_labels(str(path), labels, attributes)
+        if path.suffix in MESH_SUFFIXES:
+            spacing = tuple(attributes.get("scale") or (1.0, 1.0, 1.0))[-3:]
+            write_mesh(path, *surface_mesh(labels, spacing), overwrite=True)    # replacing was asked
+        else:
+            write_labels(str(path), labels, attributes)
         written.append(path)
     yield Progress("export", len(written), len(jobs))
     return written
@@ -76,7 +86,8 @@ class ExportWidget(WorkerWidget):
         self.whole = QRadioButton("one multi-label file per layer")
         self.whole.setToolTip("<layer>.<ext>: every cluster id in one file.")
         self.masks = QRadioButton("one binary mask per cluster")
-        self.masks.setToolTip("<layer>_cluster<id>.<ext>: 1 inside the cluster, 0 elsewhere.")
+        self.masks.setToolTip("<layer>_cluster<id>.<ext>: 1 inside the cluster, 0 elsewhere (with a mesh "
+                              "format: the cluster's surface).")
         self.whole.setChecked(True)
         self.clusters = QLineEdit()
         self.clusters.setPlaceholderText("all")
@@ -88,7 +99,10 @@ class ExportWidget(WorkerWidget):
         self.format = QComboBox()
         self.format.addItems(list(FORMATS))
         self.format.setToolTip(".tif: ImageJ TIFF with the voxel size. .mrc: voxel size in Å for cryo-ET "
-                               "tools. .nii.gz: NIfTI in the space (affine) of the image it came from.")
+                               "tools. .nii.gz: NIfTI in the space (affine) of the image it came from. "
+                               ".obj / .ply / .stl: each cluster's surface (marching cubes) in physical "
+                               "units, for ChimeraX, Blender or napari's Surface layer.")
+        self.format.currentTextChanged.connect(self._format_chosen)
         self.folder = QLineEdit(str(Path.cwd()))
         self.folder.setToolTip("Folder the files are written to (created if needed).")
         browse = QToolButton()
@@ -120,12 +134,19 @@ class ExportWidget(WorkerWidget):
         layout.addLayout(form)
         layout.addWidget(self.export_button)
         layout.addWidget(self.status)
-        objects_hint = QLabel("Positions (CSV, RELION STAR), measurements and meshes of a cluster's objects: "
-                              "Plugins › HypSeg › Objects.")
+        objects_hint = QLabel("Positions (CSV, RELION STAR), measurements and meshes of a cluster's separate "
+                              "objects: Plugins › HypSeg › Objects.")
         objects_hint.setWordWrap(True)
         layout.addWidget(objects_hint)
         layout.addStretch(1)
         self._run_controls(self.export_button)
+
+    def _format_chosen(self, suffix: str) -> None:
+        """A mesh is the surface of one cluster: mesh formats write one file per cluster."""
+        mesh = suffix in MESH_SUFFIXES
+        if mesh:
+            self.masks.setChecked(True)
+        self.whole.setEnabled(not mesh)
 
     def _browse_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export to folder", self.folder.text())

@@ -3,17 +3,25 @@ coordinates), coloured like the segmentation layer, recoloured as the hierarchy 
 
 At each level a dashed circle marks the mean radius of the clusters' centres in the ball (all
 coordinates), and the title gives it: whether coarse levels sit nearer the origin than fine ones
-can be read off while the slider moves."""
+can be read off while the slider moves.
+
+A slider move redraws this figure, so it is kept cheap: the points are one marker line per colour
+(Agg stamps one rendered marker, several times faster than a scatter with a colour per point) and the
+margins are fixed (no layout pass per draw)."""
 
 from __future__ import annotations
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ._common import BACKGROUND, FOREGROUND, GRID, style_axes
+
+POINT_SIZE = 1.7   # marker diameter in points (the area of a scatter of s=3)
 
 
 class PoincareView(QWidget):
@@ -21,7 +29,8 @@ class PoincareView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.figure = Figure(figsize=(3, 3), facecolor=BACKGROUND, layout="constrained")
+        self.figure = Figure(figsize=(3, 3), facecolor=BACKGROUND)
+        self.figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.88)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
         self.canvas.setToolTip(
@@ -29,7 +38,9 @@ class PoincareView(QWidget):
             "current hierarchy level. In the Poincaré disk coarse structures sit near the centre and "
             "finer ones towards the circle.")
         self.axes = self.figure.add_subplot()
-        self._scatter = None
+        self._xy = np.zeros((0, 2))
+        self._groups: list = []                        # one marker line per colour
+        self._group_of = np.zeros(0, dtype=np.intp)   # each point's line
         self._centroids = None
         self._radius_circle = None
         self._disk = True
@@ -57,8 +68,8 @@ class PoincareView(QWidget):
         else:
             axes.set_title("latent space (Euclidean)", fontsize=8)
             axes.grid(True, color=GRID, linewidth=0.5)
-        self._scatter = axes.scatter(xy[:, 0], xy[:, 1], s=3, c=colors if len(xy) else None,
-                                     linewidths=0)
+        self._xy, self._groups = xy, []   # axes.clear() removed the old lines
+        self._draw_points(colors)
         self._centroids = None
         if not disk and len(xy):
             axes.autoscale_view()
@@ -66,8 +77,8 @@ class PoincareView(QWidget):
 
     def set_level(self, colors: np.ndarray, centroids: np.ndarray, centroid_colors: np.ndarray) -> None:
         """Recolour the points (same order as shown) and mark the clusters' centres at this level."""
-        if self._scatter is not None and len(colors):
-            self._scatter.set_facecolors(colors)
+        if len(colors):
+            self._draw_points(colors)
         if self._centroids is not None:
             self._centroids.remove()
         if self._radius_circle is not None:
@@ -85,6 +96,31 @@ class PoincareView(QWidget):
                                             edgecolors=FOREGROUND, linewidths=0.6, zorder=3)
         self.canvas.draw_idle()
 
+    def _draw_points(self, colors: np.ndarray) -> None:
+        """The points in `colors` (one RGBA per point), as one marker line per distinct colour; the lines
+        of the last level are reused (a new line costs more than new data)."""
+        palette, which = np.unique(np.asarray(colors, dtype=float).reshape(len(self._xy), 4), axis=0,
+                                   return_inverse=True)
+        self._group_of = which.reshape(-1)
+        while len(self._groups) > len(palette):
+            self._groups.pop().remove()
+        while len(self._groups) < len(palette):
+            line = Line2D([], [], linestyle="none", marker="o", markersize=POINT_SIZE, markeredgewidth=0)
+            self._groups.append(self.axes.add_line(line))
+        for i, (line, color) in enumerate(zip(self._groups, palette)):
+            line.set_data(self._xy[self._group_of == i, 0], self._xy[self._group_of == i, 1])
+            line.set_color(color)
+
+    @property
+    def points(self) -> np.ndarray:
+        """The (x, y) each point is drawn at, in the order given."""
+        drawn = np.zeros((len(self._group_of), 2))
+        for i, line in enumerate(self._groups):
+            drawn[self._group_of == i] = line.get_xydata()
+        return drawn
+
     @property
     def colors(self) -> np.ndarray:
-        return self._scatter.get_facecolors() if self._scatter is not None else np.zeros((0, 4))
+        """The RGBA each point is drawn in, in the order given."""
+        drawn = np.array([to_rgba(line.get_color()) for line in self._groups]).reshape(-1, 4)
+        return drawn[self._group_of]
