@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     if not args.no_mni:
         mni = mni_tests()
         if mni is None:
-            print("[quality] nilearn is not installed: skipping MNI152 (pip install nilearn)")
+            print("[quality] nilearn is not installed: skipping MNI152 (pip install -e '.[benchmarks]')")
         else:
             image, truth = mni
             print(f"[quality] MNI152: {image.shape}, the model trained on the volume itself", flush=True)
@@ -225,6 +225,9 @@ def main(argv=None) -> int:
             table, per_class, means, radii = evaluate([(image, truth)], [image], rows, args, MNI_LEVELS, MNI_LEVEL_K)
             sections.append(report("MNI152 T1 (nilearn), trained on itself", table, per_class, means, radii,
                                    MNI_LEVELS, MNI_LEVEL_K))
+    if not sections:
+        print("error: nothing was scored (no synthetic set given and MNI152 skipped); nothing written", file=sys.stderr)
+        return 2
     body = "\n\n".join(sections)
     print("\n" + body)
     if not args.no_write:

@@ -67,6 +67,12 @@ class Region:
         return tuple(-(-n // self.factor) for n in self.box_shape)
 
     @property
+    def binned_box(self) -> tuple[slice, slice, slice]:
+        """The box on the binned grid of the whole volume (the box is aligned to the factor)."""
+        f = self.factor
+        return tuple(slice(b.start // f, -(-b.stop // f)) for b in self.box)
+
+    @property
     def whole(self) -> bool:
         """True when the region is the whole volume at full resolution (nothing to do)."""
         return self.factor == 1 and self.mask is None and self.box_shape == tuple(self.shape)

@@ -70,6 +70,19 @@ class Segmentation:
                                                     coarser=self.hierarchy.coarser, ward_top=self.hierarchy.ward_top)
         return replace(self, hierarchy=hierarchy, _intensity_sums=(None, None))
 
+    def placed(self, region) -> Segmentation:
+        """This segmentation of a region's volume (core/region.py) as one of the whole volume on the
+        region's grid: fine id 0 ("not labelled") outside the box and the mask, voxel counts of what is
+        left; the tree is unchanged. A layer or file of the whole volume then lines up with its image."""
+        from .region import full_labels
+
+        if region.whole:
+            return self
+        fine_labels = full_labels(self.fine_labels, region)
+        fine_counts = np.bincount(fine_labels.ravel(), minlength=self.n_fine + 1).astype(np.int64)
+        fine_counts[0] = 0
+        return replace(self, fine_labels=fine_labels, fine_counts=fine_counts, _intensity_sums=(None, None))
+
     def labels_at_k(self, k: int) -> np.ndarray:
         """(Z, Y, X) coarse labels 1..k."""
         return self.labels_from_lookup(self.hierarchy.lookup_at_k(k))

@@ -48,9 +48,10 @@ def notify_error(error: BaseException) -> None:
 
 class LayerPicker:
     """A magicgui Select (several) or ComboBox (one) of the viewer's layers of `kind`, kept in sync
-    with the layer list and with layer names. `widget` is what goes into a layout (`.native`)."""
+    with the layer list and with layer names. `widget` is what goes into a layout (`.native`);
+    `nullable` (one layer) adds an empty choice, whose value is None."""
 
-    def __init__(self, viewer: Any, kind: type, *, multiple: bool, tooltip: str) -> None:
+    def __init__(self, viewer: Any, kind: type, *, multiple: bool, tooltip: str, nullable: bool = False) -> None:
         self._viewer = viewer
         self._kind = kind
         self._multiple = multiple
@@ -58,7 +59,7 @@ class LayerPicker:
             self.widget: Select | ComboBox = Select(choices=self._choices, tooltip=tooltip)
             self.widget.native.setMaximumHeight(90)
         else:
-            self.widget = ComboBox(choices=self._choices, tooltip=tooltip, nullable=False)
+            self.widget = ComboBox(choices=self._choices, tooltip=tooltip, nullable=nullable)
         # napari holds method callbacks weakly: they go away with the picker.
         for layer in viewer.layers:
             layer.events.name.connect(self.refresh)

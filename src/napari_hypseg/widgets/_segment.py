@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from ..core.progress import format_metric
 from .._layer_labels import LOOKUP_KEY
-from ._binning import binned_placement, binned_segment_jobs, binning_field
+from ._binning import binned_placement, binned_segment_jobs, binning_field, region_field, region_mismatch
 from ._cluster_colormap import cluster_colors, level_view
 from ._cluster_layers import ClusterLayers
 from ._common import (
@@ -102,6 +102,7 @@ class SegmentWidget(WorkerWidget):
                              "clusters.")
         self.devices = DeviceChooser()
         self.binning = binning_field()
+        self.region = region_field(napari_viewer)
         self._translate: tuple[float, ...] = (0.0, 0.0, 0.0)
 
         self.segment_button = QPushButton("Segment")
@@ -134,6 +135,7 @@ class SegmentWidget(WorkerWidget):
         form.addRow("fine clusters", self.n_fine)
         form.addRow("seed", self.seed)
         form.addRow("binning", self.binning)
+        form.addRow("region", self.region.widget.native)
         form.addRow("device", self.devices)
         layout = scrollable_layout(self)
         layout.addLayout(form)
@@ -144,7 +146,7 @@ class SegmentWidget(WorkerWidget):
 
         self._run_controls(self.segment_button, self.stop_button,
                            locked=(self.model, self.load_button, self.n_fine, self.seed, self.devices, self.binning,
-                                   self.image.widget.native, self.every_selected))
+                                   self.region.widget.native, self.image.widget.native, self.every_selected))
         self.session.models_changed.connect(self._models_changed)
         self._models_changed(None)
 
@@ -208,6 +210,11 @@ class SegmentWidget(WorkerWidget):
         if not layers or entry is None:
             show_error("Choose an image layer and a model before segmenting.")
             return
+        region = self.region.value
+        mismatch = region_mismatch(region, layers)
+        if mismatch is not None:
+            show_error(mismatch)
+            return
         self._pending = [(layer, volume_of(layer), {}) for layer in layers]
         self._pending_model = entry
         names = ", ".join(layer.name for layer in layers)
@@ -222,6 +229,7 @@ class SegmentWidget(WorkerWidget):
             n_fine=self.n_fine.value(),
             device=self.devices.device,
             seed=self.seed.value(),
+            mask=None if region is None else volume_of(region),
             description="HypSeg segmentation",
             total=0,
             on_event=self._on_progress,

@@ -34,7 +34,7 @@ from ._common import (
     scrollable_layout,
     volume_of,
 )
-from ._binning import binned, binning_field, in_memory
+from ._binning import binned, binning_field, in_memory, region_field, region_mismatch
 from ._config_form import ConfigForm
 from ._loss_plot import LossPlot
 from ._session import ModelEntry, load_model_file, session_for
@@ -45,11 +45,12 @@ if TYPE_CHECKING:
 
 
 def _train_job(volumes: list, config: Any, *, checkpoint_path: Path, resume: Path | None, device: str,
-               stop: threading.Event, factor: int = 1):
-    """Worker body: binning (if asked), then the core's training generator, importing torch in the worker thread."""
+               stop: threading.Event, factor: int = 1, mask: Any = None):
+    """Worker body: the region's box and binning (if asked), then the core's training generator,
+    importing torch in the worker thread."""
     from ..core.training import train
 
-    volumes = [in_memory(binned(volume, factor)) for volume in volumes]
+    volumes = [in_memory(binned(volume, factor, mask)) for volume in volumes]
     return (yield from train(volumes, config, checkpoint_path=checkpoint_path, resume=resume, device=device,
                              stop=stop))
 
@@ -129,6 +130,8 @@ class TrainWidget(WorkerWidget):
         form.addRow("device", self.devices)
         self.binning = binning_field()
         form.addRow("binning", self.binning)
+        self.region = region_field(napari_viewer)
+        form.addRow("region", self.region.widget.native)
         form.addRow("model file", path_row)
         form.addRow(self.resume)
         layout = scrollable_layout(self)
@@ -140,7 +143,7 @@ class TrainWidget(WorkerWidget):
         self._model_added(self.session.models[-1] if self.session.models else None)
         self._run_controls(self.train_button, self.stop_button,
                            locked=(self.load_button, self.preset, self.form, self.devices, self.binning,
-                                   self.checkpoint, self.images.widget.native))
+                                   self.region.widget.native, self.checkpoint, self.images.widget.native))
 
     # ------------------------------------------------------------------ state
 
@@ -201,6 +204,11 @@ class TrainWidget(WorkerWidget):
         except HypsegError as error:
             show_error(str(error))
             return
+        region = self.region.value
+        mismatch = region_mismatch(region, layers)
+        if mismatch is not None:
+            show_error(mismatch)
+            return
         path = Path(self.checkpoint.text()).expanduser()
         if not path.suffix:
             path = path.with_suffix(".pt")
@@ -228,6 +236,7 @@ class TrainWidget(WorkerWidget):
             resume=resume,
             device=self.devices.device,
             factor=self.binning.currentData(),
+            mask=None if region is None else volume_of(region),
             description="HypSeg training",
             total=config.steps,
             on_event=self._on_progress,
