@@ -51,6 +51,17 @@ def test_segment_end_to_end(image, result):
     assert events[-1].step == events[-1].total
     # The minutes between inference and the fit on a tomogram are announced, not silent.
     assert any(event.message.startswith("smoothing the latent field") for event in events)
+    # Labelling every voxel reports its rate and time left, as inference does; the last says none left.
+    labelling = [event for event in events if event.message == "labelling voxels" and event.metrics]
+    assert labelling and labelling[-1].metrics["eta_s"] == 0.0 and labelling[-1].metrics["voxels_per_s"] > 0
+
+
+def test_the_joint_space_stage_reports_time_left(image):
+    events = []
+    run_to_completion(segment(_trained(image, image_features=0.5), image, n_fine=4, device="cpu"), events.append)
+    measuring = [event for event in events if event.message == "measuring the image features"]
+    assert measuring and all("eta_s" in event.metrics for event in measuring)
+    assert measuring[-1].metrics["eta_s"] == 0.0
 
 
 def test_every_voxel_has_its_nearest_fine_centroid(result):

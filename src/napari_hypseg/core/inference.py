@@ -48,7 +48,7 @@ from .device import inference_dtype, resolve_device
 from .errors import ConfigError, VolumeError
 from .normalization import IntensityStats
 from .pages import release_pages
-from .progress import Progress
+from .progress import Progress, voxel_rate
 from .volume_io import as_volume_array
 
 CPU_MEMORY_BUDGET = 1.5 * 2**30
@@ -209,9 +209,9 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
             release_pages(volume, field)
             done = first + len(batch)
             elapsed = time.monotonic() - began
-            yield Progress("infer", done, len(starts), metrics={
-                "voxels_per_s": done * math.prod(p.tile for p in plans) / max(elapsed, 1e-9),
-                "eta_s": elapsed / done * (len(starts) - done)})
+            tile_voxels = math.prod(p.tile for p in plans)
+            yield Progress("infer", done, len(starts),
+                           metrics=voxel_rate(done * tile_voxels, len(starts) * tile_voxels, elapsed))
     finally:
         model.to(memory_format=torch.contiguous_format).train(was_training)
     if out is not None:

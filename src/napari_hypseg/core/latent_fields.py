@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 from .lookup import CHUNK_VOXELS
 from .pages import release_pages
 from .parallel import gaussian_filter, one_ahead
-from .progress import Progress
+from .progress import Progress, voxel_rate
 
 
 def smooth_latent_field(latents: np.ndarray, sigma: float, *, geometry: str = "hyperbolic",
@@ -196,6 +197,7 @@ class JointFeatures:
         sums = np.zeros(self.n_features)
         squares = np.zeros(self.n_features)
         sample = np.empty((len(sample_rows), self.n_features), dtype=np.float32)
+        began, total = time.monotonic(), math.prod(self.latents.shape[:3])
         for index, (first, rows) in enumerate(one_ahead(self._raw_slabs())):
             if stop is not None and stop.is_set():
                 return None
@@ -204,7 +206,8 @@ class JointFeatures:
             squares += (block * block).sum(0)
             low, high = np.searchsorted(sample_rows, [first, first + len(rows)])
             sample[low:high] = rows[sample_rows[low:high] - first]
-            yield Progress("cluster", index + 1, self.n_slabs, message="measuring the image features")
+            yield Progress("cluster", index + 1, self.n_slabs, message="measuring the image features",
+                           metrics=voxel_rate(first + len(rows), total, time.monotonic() - began))
         count = math.prod(self.latents.shape[:3])
         self.mean = sums / count
         spread = np.sqrt(np.maximum(squares / count - self.mean * self.mean, 0.0)) + 1e-8

@@ -58,10 +58,17 @@ METRICS: dict[str, MetricSpec] = {
     "eta_s": MetricSpec("ETA", "seconds", "time"),
     "lr": MetricSpec("lr", "learning rate", "setting", ".3g"),
 }
-"""Every metric long work reports (training: the losses, patches_per_s, eta_s, lr; inference:
-voxels_per_s, eta_s), by its key in Progress.metrics."""
+"""Every metric long work reports (training: the losses, patches_per_s, eta_s, lr; inference and
+clustering: voxels_per_s, eta_s), by its key in Progress.metrics."""
 
 LOSS_TERMS = tuple(name for name, spec in METRICS.items() if spec.kind == "loss")
+
+
+def voxel_rate(voxels_done: int, voxels_total: int, elapsed_s: float) -> dict[str, float]:
+    """voxels_per_s and eta_s of work that goes through voxels at a steady rate (inference, clustering)."""
+    elapsed_s = max(elapsed_s, 1e-9)
+    return {"voxels_per_s": voxels_done / elapsed_s,
+            "eta_s": elapsed_s / max(voxels_done, 1) * max(voxels_total - voxels_done, 0)}
 
 
 def format_metric(name: str, value: float) -> str:

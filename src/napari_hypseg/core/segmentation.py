@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import weakref
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
@@ -25,7 +26,7 @@ from .errors import ConfigError, VolumeError
 from .hierarchy import LINKAGES, ClusterHierarchy
 from .latent_fields import JointFeatures, clustering_field, neighbour_descriptors, regional_descriptors
 from .lookup import CHUNK_VOXELS, apply_lookup
-from .progress import Progress
+from .progress import Progress, voxel_rate
 from .volume_io import as_volume_array
 
 MAX_FINE_CLUSTERS = 1024
@@ -252,13 +253,15 @@ def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, 
     fine_id[order] = np.arange(1, n_fine + 1)
     fine_labels = np.empty(len(points), dtype=np.uint16)
     fine_counts = np.zeros(n_fine + 1, dtype=np.int64)
+    began = time.monotonic()
     for index, (first, block) in enumerate(blocks):
         if stop is not None and stop.is_set():
             return None
         rows = slice(first, first + len(block))
         fine_labels[rows] = fine_id[clusterer.predict(block)]
         fine_counts += np.bincount(fine_labels[rows], minlength=n_fine + 1)
-        yield Progress("cluster", index + 2, n_blocks + 1, message="labelling voxels")
+        yield Progress("cluster", index + 2, n_blocks + 1, message="labelling voxels",
+                       metrics=voxel_rate(rows.stop, len(points), time.monotonic() - began))
     fine_labels = fine_labels.reshape(shape)
     neighbour_scales = [(k, sigma) for k, sigma in settings.hierarchy_neighbours if k < n_fine]
     replaced = {k for k, _ in neighbour_scales}     # a neighbourhood stage replaces a latent one at its k
