@@ -30,13 +30,11 @@ from _report import machine_description, markdown_table, write_section  # noqa: 
 from scale import parse_size, timed, tomogram_like  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
-from napari_hypseg.core.metrics import score_segmentation  # noqa: E402
+from napari_hypseg.core.evaluation import LEVEL_K, score_levels  # noqa: E402
 from napari_hypseg.core.progress import run_to_completion  # noqa: E402
 from napari_hypseg.core.segmentation import segment  # noqa: E402
 from napari_hypseg.core.synthetic import ToyConfig, make_toy_volume  # noqa: E402
 from napari_hypseg.core.training import train  # noqa: E402
-
-LEVEL_K = {1: 2, 2: 4, 3: 8}
 
 
 def budgeted_training(volumes, config, device: str, budget_s: float, warmup_steps: int = 2):
@@ -87,8 +85,8 @@ def long_training_dice(device: str, budget_s: float, steps: int, n_train: int, n
     for seed in range(1000, 1000 + n_test):
         toy_volume = make_toy_volume(seed, toy)
         segmentation = run_to_completion(segment(trained, toy_volume.image, n_fine=16, device=device, seed=0))
-        for level, k in LEVEL_K.items():
-            dice[level].append(score_segmentation(segmentation.labels_at_k(k), toy_volume.truth[level]).mean_dice)
+        for level, score in score_levels(segmentation.labels_at_k, toy_volume.truth).items():
+            dice[level].append(score.mean_dice)
     return [[f"`fast` preset trained {trained.step} steps ({train_s:.0f} s) on {n_train} toy volumes; mean Dice "
              f"over {n_test} unseen", *(f"{np.mean(dice[level]):.3f}" for level in LEVEL_K)]]
 

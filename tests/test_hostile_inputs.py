@@ -290,6 +290,14 @@ BAD_SEGMENT_PARAMETERS = {
     "--tile 1": (["--tile", "1", "--k", "2"], "--tile must be an integer >= 16"),
     "--out with no label suffix": (["--k", "2", "--out", "labels.pt"], "use one of"),
     "--save-latents not .npy": (["--k", "2", "--save-latents", "latents.tif"], "ending in .npy"),
+    "--roi reversed": (["--k", "2", "--roi", "5:2,:,:"], "is empty along z"),
+    "--roi outside": (["--k", "2", "--roi", ":,30:40,:"], "is empty along y"),
+    "--roi two axes": (["--k", "2", "--roi", "0:10,0:10"], "is not a box z0:z1,y0:y1,x0:x1"),
+    "--roi not numbers": (["--k", "2", "--roi", "a:b,:,:"], "is not a box"),
+    "--level of a one-resolution file": (["--k", "2", "--level", "2"], "has one resolution"),
+    "--linkage unknown": (["--k", "2", "--linkage", "bogus"], "must be one of"),
+    "--ward-top -1": (["--k", "2", "--ward-top", "-1"], "ward_top must be an integer >= 0"),
+    "--device unknown": (["--k", "2", "--device", "foo"], "unknown device 'foo'"),
 }
 
 
@@ -315,6 +323,23 @@ def test_bad_train_parameter_is_named_before_any_work(extra, expected, tmp_path,
     line = fails_clearly(["train", good_volume, "--out", tmp_path / "m.pt", *TINY, *extra], capsys)
     assert expected in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_name_without_a_file_type_is_refused(tmp_path, good_volume, capsys):
+    line = fails_clearly(["train", good_volume, "--out", tmp_path / "model", *TINY], capsys)
+    assert "has no file type" in line and "model.pt" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "segment"])
+def test_a_mask_of_another_size_is_named_before_any_work(command, tmp_path, model_file, good_volume, capsys):
+    mask = tmp_path / "mask.tif"
+    tifffile.imwrite(mask, np.ones((8, 8, 8), np.uint8))
+    out = ["--out", tmp_path / "m.pt"] if command == "train" else ["--model", model_file, "--k", "2", "--out",
+                                                                   tmp_path / "labels.tif"]
+    line = fails_clearly([command, good_volume, *out, *TINY, "--mask", mask], capsys)
+    assert "the mask has shape (8, 8, 8)" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
 
 
 # --- outputs that would destroy an input, or cannot be written -----------------------------------

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from ._progress import ProgressLine
 
     out: Path = args.out
+    if not suffix_of(out) and not out.is_dir():
+        raise ConfigError(f"--out {out} has no file type; a model file name ends in .pt, e.g. {out}.pt")
     if suffix_of(out) in READ_SUFFIXES:
         raise ConfigError(f"--out {out} ends in {suffix_of(out)}, a volume file type; a model file name "
                           f"ends in .pt, e.g. {out.with_name(out.name[:-len(suffix_of(out))] + '.pt')}")

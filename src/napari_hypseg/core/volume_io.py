@@ -144,6 +144,9 @@ def read_volume(path: str | os.PathLike, *, level: int = 0) -> Volume:
     suffix = suffix_of(path)
     if suffix in ZARR_SUFFIXES or (path.is_dir() and is_zarr_path(path)):
         return read_zarr(path, level=level)
+    if level != 0:
+        raise VolumeError(f"resolution level {level} was asked of {path}, which has one resolution (levels are "
+                          "those of a multiscale OME-Zarr image); use level 0 (leave --level out)")
     if suffix not in READ_SUFFIXES:
         raise VolumeError(
             f"Cannot open {path}: unsupported file type {suffix or '(no suffix)'!r}. "
