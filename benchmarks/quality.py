@@ -235,13 +235,12 @@ def main(argv=None) -> int:
         first, kind = SPLITS[args.split]
         clustering = "" if args.cluster_seeds == [0] else \
             f", each segmented with clustering seeds {', '.join(map(str, args.cluster_seeds))}"
+        scored = ([f"of the mean Dice over {args.n_test} {kind} volumes of each synthetic set (seeds {first}+; "
+                   f"models trained on seeds 0-{TOY_TRAIN_VOLUMES - 1})"] if args.sets else []) + \
+            ([] if args.no_mni else ["of the Dice on MNI152, the model trained on the volume itself"])
         intro = (f"Default preset `{DEFAULT_PRESET}` ({steps} training steps), trained once per seed "
                  f"{', '.join(map(str, args.train_seeds))}{clustering}; cells are mean ± standard deviation over those runs "
-                 + (f"of the mean Dice over {args.n_test} {kind} volumes of each synthetic set (seeds {first}+; models "
-                    f"trained on seeds 0-{TOY_TRAIN_VOLUMES - 1})" if args.sets else "")
-                 + ("; " if args.sets and not args.no_mni else "")
-                 + ("of the Dice on MNI152, the model trained on the volume itself" if not args.no_mni else "")
-                 + ". Baselines are deterministic. \"best baseline\" is the best classical row "
+                 + "; ".join(scored) + ". Baselines are deterministic. \"best baseline\" is the best classical row "
                  "per level; \"margin\" is the default's lead over it.\n\n")
         parts = [*args.sets, *([] if args.no_mni else ["MNI152"])]
         validation = args.split == "validation"

@@ -197,7 +197,8 @@ class JointFeatures:
         sums = np.zeros(self.n_features)
         squares = np.zeros(self.n_features)
         sample = np.empty((len(sample_rows), self.n_features), dtype=np.float32)
-        began, total = time.monotonic(), math.prod(self.latents.shape[:3])
+        count = math.prod(self.latents.shape[:3])
+        began = time.monotonic()
         for index, (first, rows) in enumerate(one_ahead(self._raw_slabs())):
             if stop is not None and stop.is_set():
                 return None
@@ -207,8 +208,7 @@ class JointFeatures:
             low, high = np.searchsorted(sample_rows, [first, first + len(rows)])
             sample[low:high] = rows[sample_rows[low:high] - first]
             yield Progress("cluster", index + 1, self.n_slabs, message="measuring the image features",
-                           metrics=voxel_rate(first + len(rows), total, time.monotonic() - began))
-        count = math.prod(self.latents.shape[:3])
+                           metrics=voxel_rate(first + len(rows), count, time.monotonic() - began))
         self.mean = sums / count
         spread = np.sqrt(np.maximum(squares / count - self.mean * self.mean, 0.0)) + 1e-8
         d = self.n_features - 6

@@ -77,8 +77,8 @@ class Segmentation:
         left; the tree is unchanged. A layer or file of the whole volume then lines up with its image."""
         from .region import full_labels
 
-        if region.whole:
-            return self
+        if region.mask is None and region.box_shape == region.shape:
+            return self   # the whole volume, binned or not: already its grid
         fine_labels = full_labels(self.fine_labels, region)
         fine_counts = np.bincount(fine_labels.ravel(), minlength=self.n_fine + 1).astype(np.int64)
         fine_counts[0] = 0
