@@ -30,13 +30,12 @@ from _report import machine_description, markdown_table, write_section  # noqa: 
 from scale import parse_size, timed, tomogram_like  # noqa: E402
 
 from napari_hypseg.core.config import get_preset  # noqa: E402
+from napari_hypseg.core.evaluation import LEVEL_K  # noqa: E402
 from napari_hypseg.core.metrics import score_segmentation  # noqa: E402
 from napari_hypseg.core.progress import run_to_completion  # noqa: E402
 from napari_hypseg.core.segmentation import segment  # noqa: E402
 from napari_hypseg.core.synthetic import ToyConfig, make_toy_volume  # noqa: E402
 from napari_hypseg.core.training import train  # noqa: E402
-
-LEVEL_K = {1: 2, 2: 4, 3: 8}
 
 
 def budgeted_training(volumes, config, device: str, budget_s: float, warmup_steps: int = 2):
