@@ -70,7 +70,7 @@ def test_refuses_to_overwrite_and_checks_before_computing(files, tmp_path, capsy
         (["--out", str(tmp_path / "new.tif"), "--k", "9"], "outside 1..5"),
         (["--out", str(tmp_path / "new.tif"), "--k", "2", "--save-latents", str(tmp_path / "l.tif")], ".npy"),
         (["--out", str(tmp_path / "missing" / "new.tif"), "--k", "2"], "does not exist"),
-        (["--out", str(tmp_path / "new.tif"), "--k", "2", "--ward-top", "-1"], "ward_top must be"),
+        (["--out", str(tmp_path / "new.tif"), "--k", "2", "--ward-top", "-1"], "--ward-top must be"),
     ]:
         assert main(["segment", str(volume), "--model", str(model), *arguments, *CPU]) == 2
         assert message in capsys.readouterr().err

@@ -18,3 +18,13 @@ def test_gpu_benchmark_smoke_mode_runs_every_part(tmp_path):
     for part in ("training, preset `fast`", "training, preset `paper`", "mean Dice", "`hypseg segment` 48x40x32"):
         assert part in result.stdout
     assert len(list(tmp_path.glob("labels_48x40x32_k*.mrc"))) == 3
+
+
+def test_gpu_benchmark_scores_the_levels_of_the_evaluation_module(monkeypatch):
+    """The levels -> k mapping has one home (core.evaluation); a copy in the benchmark could drift."""
+    import importlib
+
+    from napari_hypseg.core import evaluation
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    assert importlib.import_module("gpu").LEVEL_K is evaluation.LEVEL_K

@@ -281,7 +281,7 @@ def test_bad_model_file_is_one_clear_error_and_runs_nothing(case, tmp_path, mode
 # --- parameters ----------------------------------------------------------------------------------
 
 BAD_SEGMENT_PARAMETERS = {
-    "--n-fine 0": (["--n-fine", "0", "--k", "1"], "--n-fine must be an integer >= 1"),
+    "--n-fine 0": (["--n-fine", "0", "--k", "1"], "--n-fine must be an integer from 1 to 1024"),
     "--seed -1": (["--seed", "-1", "--k", "2"], "--seed must be an integer >= 0"),
     "--k 2 2": (["--k", "2", "2"], "--k lists 2 more than once"),
     "--k 0": (["--k", "0"], "--k 0 is outside"),
@@ -290,14 +290,21 @@ BAD_SEGMENT_PARAMETERS = {
     "--tile 1": (["--tile", "1", "--k", "2"], "--tile must be an integer >= 16"),
     "--out with no label suffix": (["--k", "2", "--out", "labels.pt"], "use one of"),
     "--save-latents not .npy": (["--k", "2", "--save-latents", "latents.tif"], "ending in .npy"),
-    "--roi reversed": (["--k", "2", "--roi", "5:2,:,:"], "is empty along z"),
-    "--roi outside": (["--k", "2", "--roi", ":,30:40,:"], "is empty along y"),
-    "--roi two axes": (["--k", "2", "--roi", "0:10,0:10"], "is not a box z0:z1,y0:y1,x0:x1"),
-    "--roi not numbers": (["--k", "2", "--roi", "a:b,:,:"], "is not a box"),
-    "--level of a one-resolution file": (["--k", "2", "--level", "2"], "has one resolution"),
-    "--linkage unknown": (["--k", "2", "--linkage", "bogus"], "must be one of"),
-    "--ward-top -1": (["--k", "2", "--ward-top", "-1"], "ward_top must be an integer >= 0"),
-    "--device unknown": (["--k", "2", "--device", "foo"], "unknown device 'foo'"),
+    "--n-fine above the most": (["--n-fine", "2000", "--k", "2"], "--n-fine must be an integer from 1 to 1024"),
+    "--context 0": (["--context", "0", "--k", "2"], "--context must be an integer >= 1"),
+    "--ward-top -1": (["--ward-top", "-1", "--k", "2"], "--ward-top must be an integer >= 0"),
+    "--linkage unknown": (["--linkage", "median", "--k", "2"], "--linkage median: use one of average"),
+    "--device unknown": (["--device", "foo", "--k", "2"], "unknown device 'foo'"),
+    "--device unavailable": (["--device", "cuda:99", "--k", "2"], "is not available"),
+    "--roi reversed": (["--roi", "5:2,:,:", "--k", "2"], "is empty along z"),
+    "--roi empty": (["--roi", "10:10,:,:", "--k", "2"], "is empty along z"),
+    "--roi not numbers": (["--roi", "a:b", "--k", "2"], "is not a box z0:z1,y0:y1,x0:x1"),
+    "--roi two axes": (["--roi", "0:10,0:10", "--k", "2"], "is not a box z0:z1,y0:y1,x0:x1"),
+    "--roi outside the volume": (["--roi", "100:200,:,:", "--k", "2"], "reaches outside the volume along z"),
+    "--roi past the edge": (["--roi", "0:1000,:,:", "--k", "2"], "reaches outside the volume along z"),
+    "--roi past the start": (["--roi=-30:,:,:", "--k", "2"], "reaches outside the volume along z"),
+    "--level -1": (["--level", "-1", "--k", "2"], "--level must be an integer >= 0"),
+    "--level of a one-level file": (["--level", "1", "--k", "2"], "has one resolution level"),
 }
 
 
@@ -318,28 +325,84 @@ def test_bad_segment_parameter_is_named_before_any_work(case, tmp_path, model_fi
     (["--seed", "-1"], "--seed must be an integer >= 0"),
     (["--steps", "0"], "steps"),
     (["--lr", "nan"], "learning_rate"),
+    (["--out", "t"], "--out t does not end in .pt; a model file name ends in .pt, e.g. t.pt"),
+    (["--out", "new/t.pth"], "e.g. new/t.pt"),
+    (["--device", "foo"], "unknown device 'foo'"),
+    (["--device", "cuda:99"], "is not available"),
+    (["--roi", "5:2,:,:"], "is empty along z"),
+    (["--roi", "0:1000,:,:"], "reaches outside the volume along z"),
+    (["--level", "1"], "has one resolution level"),
 ])
-def test_bad_train_parameter_is_named_before_any_work(extra, expected, tmp_path, good_volume, capsys):
-    line = fails_clearly(["train", good_volume, "--out", tmp_path / "m.pt", *TINY, *extra], capsys)
+def test_bad_train_parameter_is_named_before_any_work(extra, expected, tmp_path, good_volume, capsys, monkeypatch):
+    """The model's folder (new/, made for a good run) is not made either."""
+    monkeypatch.chdir(tmp_path)
+    line = fails_clearly(["train", good_volume, "--out", "new/m.pt", "--steps", "1", *TINY, *extra], capsys)
     assert expected in line
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_model_name_without_a_file_type_is_refused(tmp_path, good_volume, capsys):
-    line = fails_clearly(["train", good_volume, "--out", tmp_path / "model", *TINY], capsys)
-    assert "has no file type" in line and "model.pt" in line
+@pytest.fixture(scope="module")
+def masks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("masks")
+    tifffile.imwrite(folder / "wrong-shape.tif", np.ones((10, 24, 24), np.uint8))
+    tifffile.imwrite(folder / "empty.tif", np.zeros((24, 24, 24), np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("wrong-shape.tif", "the mask has shape (10, 24, 24) but the volume (24, 24, 24)"),
+    ("empty.tif", "the mask is empty"),
+    ("missing.tif", "does not exist"),
+])
+def test_bad_mask_is_named_before_any_work(name, expected, tmp_path, model_file, good_volume, masks, capsys):
+    mask = masks / name
+    before = snapshot(masks, good_volume.parent)
+    line = fails_clearly(["segment", good_volume, "--model", model_file, "--out", tmp_path / "labels.tif",
+                          "--k", "2", "--mask", mask, *TINY], capsys)
+    assert expected in line
+    line = fails_clearly(["train", good_volume, "--out", tmp_path / "new" / "m.pt", "--steps", "1", "--mask", mask,
+                          *TINY], capsys)
+    assert expected in line
     assert list(tmp_path.iterdir()) == []
+    assert snapshot(masks, good_volume.parent) == before
 
 
-@pytest.mark.parametrize("command", ["train", "segment"])
-def test_a_mask_of_another_size_is_named_before_any_work(command, tmp_path, model_file, good_volume, capsys):
-    mask = tmp_path / "mask.tif"
-    tifffile.imwrite(mask, np.ones((8, 8, 8), np.uint8))
-    out = ["--out", tmp_path / "m.pt"] if command == "train" else ["--model", model_file, "--k", "2", "--out",
-                                                                   tmp_path / "labels.tif"]
-    line = fails_clearly([command, good_volume, *out, *TINY, "--mask", mask], capsys)
-    assert "the mask has shape (8, 8, 8)" in line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.tif"]
+@pytest.mark.parametrize("extra, expected", [
+    (["--device", "foo"], "unknown device 'foo'"),
+    (["--linkage", "median"], "--linkage median"),
+    (["--ward-top", "-1"], "--ward-top must be"),
+    (["--context", "0"], "--context must be"),
+    (["--level", "1"], "has one resolution level"),
+    (["--mask", "mask.tif"], "--mask works with one volume and --out, not with --out-dir"),
+])
+def test_bad_many_volume_parameter_fails_once_before_out_dir_is_made(extra, expected, tmp_path, model_file,
+                                                                    good_volume, capsys):
+    """Not one failure per volume (exit 1) after --out-dir was made: one error line, nothing made."""
+    other = tmp_path / "other.tif"
+    tifffile.imwrite(other, image())
+    line = fails_clearly(["segment", good_volume, other, "--model", model_file, "--out-dir", tmp_path / "labels",
+                          "--k", "2", *TINY, *extra], capsys)
+    assert expected in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["other.tif"]
+
+
+def test_many_volume_outputs_are_named_as_out_dir_and_never_an_input(tmp_path, model_file, capsys):
+    """a.tif's labels would be a_labels.tif, itself an input: refused, with or without --overwrite
+    (without, the input was once skipped as if it were labels already written)."""
+    for name in ("a.tif", "a_labels.tif"):
+        tifffile.imwrite(tmp_path / name, image())
+    before = snapshot(tmp_path, model_file.parent)
+    for overwrite in ([], ["--overwrite"]):
+        line = fails_clearly(["segment", tmp_path / "a.tif", tmp_path / "a_labels.tif", "--model", model_file,
+                              "--out-dir", tmp_path, "--k", "2", *TINY, *overwrite], capsys)
+        assert "the --out-dir label file" in line and "is the input" in line, line
+    line = fails_clearly(["segment", tmp_path / "a.tif", tmp_path / "a.tif", "--model", model_file,
+                          "--out-dir", tmp_path / "labels", "--k", "2", *TINY], capsys)
+    assert "named twice" in line
+    line = fails_clearly(["segment", tmp_path / "a.tif", "--model", model_file, "--out-dir", tmp_path / "a.tif",
+                          "--k", "2", *TINY], capsys)
+    assert "--out-dir" in line and "is a file, not a folder" in line
+    assert snapshot(tmp_path, model_file.parent) == before
 
 
 # --- outputs that would destroy an input, or cannot be written -----------------------------------

@@ -22,19 +22,23 @@ def add_region_arguments(parser: argparse.ArgumentParser, *, several: bool = Fal
                        + ": work only inside it (training: inside its bounding box)")
 
 
-def check_region_arguments(args: argparse.Namespace, n_volumes: int = 1) -> None:
-    """Fail before any reading: a malformed --roi, a --level below 0, a mask count that does not match."""
+def check_region_arguments(args: argparse.Namespace, volumes) -> None:
+    """Fail before any reading: a malformed --roi, a --level that the volumes lack, a mask count that
+    does not match or a missing mask."""
     from ..core.errors import ConfigError
     from ..core.region import parse_roi
+    from ..core.validation import integer
+    from ..core.volume_io import require_level
 
-    if args.level < 0:
-        raise ConfigError(f"--level {args.level} is negative; 0 is the finest resolution level")
+    integer("--level", args.level, minimum=0)
+    for volume in volumes:
+        require_level(volume, args.level)
     if args.roi is not None:
         parse_roi(args.roi)
     masks = args.mask if isinstance(args.mask, list) or args.mask is None else [args.mask]
     if masks is not None:
-        if len(masks) != n_volumes:
-            raise ConfigError(f"{len(masks)} --mask file(s) for {n_volumes} volume(s); give one mask per volume")
+        if len(masks) != len(volumes):
+            raise ConfigError(f"{len(masks)} --mask file(s) for {len(volumes)} volume(s); give one mask per volume")
         missing = [m for m in masks if not m.exists()]
         if missing:
             raise ConfigError(f"--mask {missing[0]} does not exist; give the mask volume's path")

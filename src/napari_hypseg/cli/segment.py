@@ -97,14 +97,17 @@ MIN_TILE = 16
 
 def run(args: argparse.Namespace) -> int:
     from ..core.checkpoint import read_checkpoint
+    from ..core.config import LINKAGE_NAMES
+    from ..core.device import resolve_device
     from ..core.errors import ConfigError
     from ..core.progress import run_to_completion
-    from ..core.segment_files import segment_file, segment_files, summary
+    from ..core.segment_files import check_radius, segment_file, segment_files, summary
+    from ..core.segmentation import MAX_FINE_CLUSTERS
     from ..core.validation import distinct_outputs, integer, output_path, writable_folder
     from ..core.volume_io import WRITE_SUFFIXES, suffix_of
     from ._progress import ProgressLine
 
-    # Every check that can fail fast does so before minutes of inference.
+    # Every check that can fail fast does so before minutes of inference, and before --out-dir is made.
     several = args.out_dir is not None
     if not several and len(args.volumes) != 1:
         raise ConfigError(f"{len(args.volumes)} volumes with --out LABELS; give --out-dir DIR to write one "
@@ -120,13 +123,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--format {args.format}: use one of {', '.join(WRITE_SUFFIXES)}")
     if not several and suffix_of(args.out) not in WRITE_SUFFIXES:
         raise ConfigError(f"cannot write labels to {args.out}: use one of {', '.join(WRITE_SUFFIXES)}")
-    integer("--n-fine", args.n_fine, minimum=1)
+    integer("--n-fine", args.n_fine, minimum=1, maximum=MAX_FINE_CLUSTERS)
     integer("--seed", args.seed, minimum=0)
     integer("--tile", args.tile, minimum=MIN_TILE)
-    if args.inference_stride is not None:
-        integer("--inference-stride", args.inference_stride, minimum=1)
-    if args.workers is not None:
-        integer("--workers", args.workers, minimum=1)
+    for option in ("context", "inference_stride", "workers"):
+        if getattr(args, option) is not None:
+            integer(f"--{option.replace('_', '-')}", getattr(args, option), minimum=1)
+    if args.ward_top is not None:
+        integer("--ward-top", args.ward_top, minimum=0)
+    linkages = sorted(set().union(*LINKAGE_NAMES.values()))
+    if args.linkage is not None and args.linkage not in linkages:
+        raise ConfigError(f"--linkage {args.linkage}: use one of {', '.join(linkages)}")
     if args.k is not None:
         bad = [k for k in args.k if not 1 <= k <= args.n_fine]
         if bad:
@@ -140,20 +147,21 @@ def run(args: argparse.Namespace) -> int:
     latents = args.save_latents
     if latents is not None and latents.suffix != ".npy":
         raise ConfigError(f"--save-latents writes a .npy file; give a path ending in .npy, got {latents}")
-    check_region_arguments(args)
+    check_region_arguments(args, volumes)
+    resolve_device(args.device)
     if several:
-        read_checkpoint(args.model)   # a wrong model fails once, not once per volume
-        writable_folder(args.out_dir, what="--out-dir labels", create=True)
+        check_radius(read_checkpoint(args.model)["config"], args.radius)   # a wrong model fails once, not per volume
     tasks = [_task(args, volume, _level_paths(_label_path(args, volume), args.k)) for volume in volumes]
+    distinct_outputs([path for task in tasks for path in task.outputs] + ([latents] if latents is not None else []))
+    what = "--out-dir label file" if several else "--out labels"
+    if several:
+        writable_folder(args.out_dir, what=what + "s", create=True)
     inputs = (*volumes, args.model, *([args.mask] if getattr(args, "mask", None) is not None else []))
-    for task in tasks:
-        for path in task.outputs:
-            if several and path.exists() and not args.overwrite:
-                continue   # its volume is skipped: nothing is written there
-            output_path(path, inputs=inputs, overwrite=args.overwrite or several, what="--out labels")
+    for path in (path for task in tasks for path in task.outputs):
+        # with --out-dir an existing label file is skipped, not replaced (segment_files); an input is refused
+        output_path(path, inputs=inputs, overwrite=args.overwrite or several, what=what)
     if latents is not None:
         output_path(latents, inputs=inputs, overwrite=args.overwrite, what="--save-latents file")
-    distinct_outputs([path for task in tasks for path in task.outputs] + ([latents] if latents is not None else []))
 
     line = ProgressLine()
     if not several:

@@ -21,6 +21,9 @@ from pathlib import Path
 from ..core.config import DEFAULT_PRESET, PRECISIONS, PRESETS
 from ._region import add_region_arguments, check_region_arguments, load_region
 
+MODEL_SUFFIX = ".pt"
+"""What a model file's name ends in (the Train widget adds it too), so a model is never taken for a volume."""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..core.checkpoint import read_checkpoint
     from ..core.config import get_preset
+    from ..core.device import resolve_device
     from ..core.distributed import torchrun_processes
     from ..core.errors import ConfigError
     from ..core.progress import run_to_completion
@@ -76,18 +80,20 @@ def run(args: argparse.Namespace) -> int:
     from ..core.volume_io import READ_SUFFIXES, read_volume, suffix_of
     from ._progress import ProgressLine
 
+    # Every check runs before the model's folder is made and before training starts.
     out: Path = args.out
-    if not suffix_of(out) and not out.is_dir():
-        raise ConfigError(f"--out {out} has no file type; a model file name ends in .pt, e.g. {out}.pt")
-    if suffix_of(out) in READ_SUFFIXES:
-        raise ConfigError(f"--out {out} ends in {suffix_of(out)}, a volume file type; a model file name "
-                          f"ends in .pt, e.g. {out.with_name(out.name[:-len(suffix_of(out))] + '.pt')}")
+    if out.is_dir() or out.suffix.lower() != MODEL_SUFFIX:
+        volume_type = suffix_of(out) in READ_SUFFIXES
+        found = "is a folder" if out.is_dir() else \
+            f"ends in {suffix_of(out)}, a volume file type" if volume_type else f"does not end in {MODEL_SUFFIX}"
+        example = out / f"model{MODEL_SUFFIX}" if out.is_dir() else \
+            out.with_name((out.name[:-len(suffix_of(out))] if volume_type else out.stem) + MODEL_SUFFIX)
+        raise ConfigError(f"--out {out} {found}; a model file name ends in {MODEL_SUFFIX}, e.g. {example}")
     continuing_out = args.resume is not None and out.exists() and args.resume.exists() and \
         os.path.samefile(out, args.resume)
     if out.exists() and not out.is_dir() and not args.overwrite and not continuing_out:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or --resume {out} to "
                           "continue training it.")
-    output_path(out, inputs=args.volumes, overwrite=True, what="--out model", create_folder=True)
     if args.seed is not None:
         integer("--seed", args.seed, minimum=0)
     if args.preset is None and args.resume is not None:
@@ -97,11 +103,12 @@ def run(args: argparse.Namespace) -> int:
     config = base.with_overrides(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                  intensity_jitter=args.intensity_jitter, texture_weight=args.texture_weight,
                                  view_weight=args.view_weight, seed=args.seed, checkpoint_every=args.checkpoint_every)
-    check_region_arguments(args, len(args.volumes))
-    volumes = []
-    for index, path in enumerate(args.volumes):
-        volume = read_volume(path, level=args.level)
-        volumes.append(np.asarray(region_volume(volume.data, load_region(args, volume, index))))
+    check_region_arguments(args, args.volumes)
+    resolve_device(args.device)
+    sources = [read_volume(path, level=args.level) for path in args.volumes]   # mapped where the format allows
+    regions = [load_region(args, volume, index) for index, volume in enumerate(sources)]
+    output_path(out, inputs=args.volumes, overwrite=True, what="--out model", create_folder=True)
+    volumes = [np.asarray(region_volume(volume.data, region)) for volume, region in zip(sources, regions)]
 
     stop = threading.Event()
     with torchrun_processes(args.device) as (device, writes):

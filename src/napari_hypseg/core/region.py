@@ -115,6 +115,11 @@ def plan_region(shape: Sequence[int], *, roi: str | Sequence | None = None, mask
     if roi is not None:
         pairs = parse_roi(roi) if isinstance(roi, str) else roi
         for axis, ((start, stop), n) in enumerate(zip(pairs, shape)):
+            # numpy would clip a bound past the edge: a box meant for a bigger volume must not shrink unnoticed
+            if any(v is not None and not -n <= v <= n for v in (start, stop)):
+                raise ConfigError(f"--roi {_roi_text(pairs)} reaches outside the volume along {'zyx'[axis]} "
+                                  f"(it has {n} voxels there); give bounds from 0 to {n} (or -{n} to -1 from "
+                                  "the end)")
             s = slice(start, stop).indices(n)
             if s[1] - s[0] < 1:
                 raise ConfigError(f"--roi {_roi_text(pairs)} is empty along {'zyx'[axis]} (the volume has {n} "

@@ -66,8 +66,7 @@ def segment_file(task: SegmentTask, *, stop: threading.Event | None = None
     from .volume_io import read_volume, write_labels
 
     trained = load_checkpoint(task.model, device=task.device)
-    if task.radius is not None and trained.config.geometry == "hyperbolic" and task.radius > 1:
-        raise ConfigError(f"--radius {task.radius} is outside the Poincaré ball: give a radius from 0 to 1")
+    check_radius(trained.config, task.radius)
     volume = read_volume(task.volume, level=task.level)
     mask = None if task.mask is None else read_volume(task.mask).data
     region = plan_region(volume.data.shape, roi=task.roi, mask=mask, factor=task.bin_factor)
@@ -101,6 +100,12 @@ def segment_file(task: SegmentTask, *, stop: threading.Event | None = None
     if task.latents is not None:
         lines.append(f"latents written to {task.latents}")
     return lines
+
+
+def check_radius(config, radius: float | None) -> None:
+    """A cut radius must lie in the Poincaré ball for a hyperbolic model (config: its HypsegConfig)."""
+    if radius is not None and config.geometry == "hyperbolic" and radius > 1:
+        raise ConfigError(f"--radius {radius} is outside the Poincaré ball: give a radius from 0 to 1")
 
 
 def run_task(task: SegmentTask) -> Outcome:

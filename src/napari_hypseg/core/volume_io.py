@@ -142,11 +142,9 @@ def read_volume(path: str | os.PathLike, *, level: int = 0) -> Volume:
     """
     path = Path(path)
     suffix = suffix_of(path)
-    if suffix in ZARR_SUFFIXES or (path.is_dir() and is_zarr_path(path)):
+    if _is_zarr(path):
         return read_zarr(path, level=level)
-    if level != 0:
-        raise VolumeError(f"resolution level {level} was asked of {path}, which has one resolution (levels are "
-                          "those of a multiscale OME-Zarr image); use level 0 (leave --level out)")
+    require_level(path, level)
     if suffix not in READ_SUFFIXES:
         raise VolumeError(
             f"Cannot open {path}: unsupported file type {suffix or '(no suffix)'!r}. "
@@ -173,6 +171,19 @@ def read_volume(path: str | os.PathLike, *, level: int = 0) -> Volume:
     volume.spacing = _usable_spacing(volume.spacing, path)
     volume.source = path
     return volume
+
+
+def require_level(path: str | os.PathLike, level: int) -> None:
+    """Refuse a resolution level other than 0 for a file that has one level (only multiscale OME-Zarr
+    images have more); cheap, so a CLI checks it before any volume is read. Zarr levels are checked
+    when the image is opened (zarr_io.read_zarr)."""
+    if level != 0 and not _is_zarr(Path(path)):
+        raise VolumeError(f"level {level} was asked for, but {path} has one resolution level (0); levels "
+                          "exist in multiscale OME-Zarr images only: use level 0 (leave --level out)")
+
+
+def _is_zarr(path: Path) -> bool:
+    return suffix_of(path) in ZARR_SUFFIXES or (path.is_dir() and is_zarr_path(path))
 
 
 def _require_regular_file(path: Path) -> None:
