@@ -8,11 +8,16 @@ transductive: trained on the test volumes themselves. Scored on unseen toy test 
 
     python benchmarks/steps_curve.py                         # 300, 1000 steps; 5 test volumes; both modes
     python benchmarks/steps_curve.py --steps 300 1000 3000 10000 --device cuda
+    python benchmarks/steps_curve.py --steps 300 1000 3000 10000 --inductive-steps 300 1000 3000 --jobs 2
+
+With --jobs 2 the two modes train at once, each in its own process with one torch thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -43,12 +48,44 @@ def mean_dice_per_level(scores) -> list[float]:
     return [mean_dice(scores, level) for level in LEVEL_K]
 
 
+def curve(mode: str, milestones: list[int], n_test: int, seed: int, device: str, threads: int | None = None):
+    """One training of `mode`, continued from milestone to milestone and scored at each: table rows."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    tests = [make_toy_volume(TOY_TEST_SEED + i) for i in range(n_test)]
+    volumes = [t.image for t in tests] if mode == "transductive" else \
+        [make_toy_volume(i).image for i in range(TOY_TRAIN_VOLUMES)]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = Path(folder) / f"{mode}.pt"
+        resume, seconds = None, 0.0
+        for steps in milestones:
+            config = get_preset(DEFAULT_PRESET, seed=seed, steps=steps)
+            started = time.perf_counter()
+            trained = run_to_completion(train(volumes, config, checkpoint_path=checkpoint, resume=resume,
+                                              device=device))
+            seconds += time.perf_counter() - started
+            resume = checkpoint
+            scores = [score_levels(run_to_completion(segment(trained, t.image, device=device)).labels_at_k,
+                                   t.truth) for t in tests]
+            dice = mean_dice_per_level(scores)
+            rows.append([mode, steps, *[f"{d:.3f}" for d in dice], f"{seconds:.0f}"])
+            print(f"{mode:<13} {steps:>6} steps  " + "  ".join(f"L{level} {d:.3f}" for level, d in zip(LEVEL_K, dice))
+                  + f"  ({seconds:.0f} s of training)", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[300, 1000])
     parser.add_argument("--n-test", type=int, default=5)
     parser.add_argument("--modes", nargs="+", default=["inductive", "transductive"],
                         choices=["inductive", "transductive"])
+    parser.add_argument("--inductive-steps", type=int, nargs="+",
+                        help="milestones of the inductive mode when they differ from --steps")
+    parser.add_argument("--jobs", type=int, default=1, help="modes trained at once, one process each")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-write", action="store_true")
@@ -60,25 +97,16 @@ def main(argv=None) -> int:
                 for name, fn in BASELINES.items()}
     best = np.max(list(baseline.values()), axis=0)
     rows.append(["best classical baseline (per level)", "—", *[f"{b:.3f}" for b in best], "—"])
-    with tempfile.TemporaryDirectory() as folder:
-        for mode in args.modes:
-            volumes = [t.image for t in tests] if mode == "transductive" else \
-                [make_toy_volume(i).image for i in range(TOY_TRAIN_VOLUMES)]
-            checkpoint = Path(folder) / f"{mode}.pt"
-            resume, seconds = None, 0.0
-            for steps in sorted(args.steps):
-                config = get_preset(DEFAULT_PRESET, seed=args.seed, steps=steps)
-                started = time.perf_counter()
-                trained = run_to_completion(train(volumes, config, checkpoint_path=checkpoint, resume=resume,
-                                                  device=args.device))
-                seconds += time.perf_counter() - started
-                resume = checkpoint
-                scores = [score_levels(run_to_completion(segment(trained, t.image, device=args.device)).labels_at_k,
-                                       t.truth) for t in tests]
-                dice = mean_dice_per_level(scores)
-                rows.append([mode, steps, *[f"{d:.3f}" for d in dice], f"{seconds:.0f}"])
-                print(f"{mode:<13} {steps:>6} steps  " + "  ".join(f"L{level} {d:.3f}" for level, d in zip(LEVEL_K, dice))
-                      + f"  ({seconds:.0f} s of training)", flush=True)
+    plans = [(mode, sorted(args.inductive_steps if mode == "inductive" and args.inductive_steps else args.steps))
+             for mode in args.modes]
+    if args.jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(args.jobs, len(plans)), mp_context=context) as pool:
+            curves = list(pool.map(curve, *zip(*[(mode, steps, args.n_test, args.seed, args.device, 1)
+                                                  for mode, steps in plans])))
+    else:
+        curves = [curve(mode, steps, args.n_test, args.seed, args.device) for mode, steps in plans]
+    rows.extend(row for rows_of_mode in curves for row in rows_of_mode)
     table = markdown_table(["training", "steps", *[f"L{level} (k={k})" for level, k in LEVEL_K.items()],
                             "training s (cumulative)"], rows)
     print("\n" + table)
