@@ -64,11 +64,16 @@ def invocation(script: str, argv: list[str] | None) -> str:
 
 
 def git_revision() -> str:
+    """The checkout's commit, "-dirty" when files differ from it."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=REPORT.parent, check=True).stdout.strip()
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True,
+                              text=True, cwd=REPORT.parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+REVISION_AT_START = git_revision()
+"""Read when a benchmark starts, so a long run is stamped with the code it ran, not a later commit."""
 
 
 def write_section(key: str, title: str, body: str, *, script: str, argv: list[str] | None,
@@ -78,7 +83,7 @@ def write_section(key: str, title: str, body: str, *, script: str, argv: list[st
     command = invocation(script, argv)
     start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
     section = (f"{start}\n## {title}\n\n"
-               f"Run `{command}` on {date.today().isoformat()} at revision {git_revision()}.\n"
+               f"Run `{command}` on {date.today().isoformat()} at revision {REVISION_AT_START}.\n"
                f"Machine: {machine_description(device)}.\n\n{body.strip()}\n{end}")
     text = REPORT.read_text() if REPORT.exists() else HEADER
     if start in text:
