@@ -97,8 +97,10 @@ def test_evaluate_names_no_classes_for_foreign_ids(tmp_path, capsys):
 
 def test_evaluate_refuses_volumes_of_different_shapes(dataset, tmp_path):
     small = write_labels(tmp_path / "small.tif", np.ones((10, 10, 10), np.uint8))
-    with pytest.raises(HypsegError, match="shape"):
-        hypseg("evaluate", small, dataset / "toy_000_level1.tif")
+    truth = dataset / "toy_000_level1.tif"
+    with pytest.raises(HypsegError) as refused:
+        hypseg("evaluate", small, truth)
+    assert f"{small} has shape (10, 10, 10) but {truth} has shape" in str(refused.value)
 
 
 def test_evaluate_refuses_a_missing_file(dataset, tmp_path):
