@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import re
@@ -85,12 +86,15 @@ def write_section(key: str, title: str, body: str, *, script: str, argv: list[st
     section = (f"{start}\n## {title}\n\n"
                f"Run `{command}` on {date.today().isoformat()} at revision {REVISION_AT_START}.\n"
                f"Machine: {machine_description(device)}.\n\n{body.strip()}\n{end}")
-    text = REPORT.read_text() if REPORT.exists() else HEADER
-    if start in text:
-        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    REPORT.write_text(text)
+    # Locked: benchmarks running side by side (steps_curve.py --jobs) write their sections into one file.
+    with open(REPORT.with_name(".benchmarks.md.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = REPORT.read_text() if REPORT.exists() else HEADER
+        if start in text:
+            text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+        else:
+            text = text.rstrip() + "\n\n" + section + "\n"
+        REPORT.write_text(text)
     print(f"written to {REPORT}")
     return REPORT
 
