@@ -8,9 +8,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import re
 import os
 import pickle
+import re
 import struct
 import warnings
 
