@@ -26,7 +26,7 @@ from .device import describe_device, resolve_device, training_dtype
 from .distributed import BatchShards
 from .errors import CheckpointError, ConfigError, VolumeError
 from .normalization import IntensityStats
-from .progress import LOSS_TERMS, Progress
+from .progress import ETA_S, LOSS_TERMS, LR, PATCHES_PER_S, Progress
 from .sampling import TripletSampler
 from .volume_io import as_volume_array
 
@@ -173,7 +173,7 @@ def train(
                     values = dict(zip(losses, row[:-1]))
                     if not (math.isfinite(values["total"]) and math.isfinite(row[-1])):
                         raise _diverged(config, at, values, last_saved)
-                    history.append({"step": at + 1, **values, "lr": at_lr})
+                    history.append({"step": at + 1, **values, LR: at_lr})
                 unread.clear()
             optimizer.step()
             step += 1
@@ -183,8 +183,8 @@ def train(
             elapsed = time.perf_counter() - started
             seconds_per_step = elapsed / (step - start_step)
             metrics = {key: values[key] for key in LOSS_TERMS}
-            metrics.update(patches_per_s=patches_per_step / seconds_per_step,
-                           eta_s=seconds_per_step * (config.steps - step), lr=lr)
+            metrics.update({PATCHES_PER_S: patches_per_step / seconds_per_step,
+                            ETA_S: seconds_per_step * (config.steps - step), LR: lr})
             finishing = step >= config.steps or stopped()
             due = finishing or step % config.checkpoint_every == 0
             message = ""
