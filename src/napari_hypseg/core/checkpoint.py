@@ -49,6 +49,15 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def require_sidecar_free(path: str | os.PathLike) -> None:
+    """Refuse a model file whose sidecar name is taken by a folder: checked before training, which
+    would otherwise run until its first save and fail there."""
+    sidecar = sidecar_path(path)
+    if sidecar.is_dir():
+        raise CheckpointError(f"{sidecar} is a folder, but the summary of the model file {Path(path).name} is "
+                              "written under that name; move the folder away or choose another model file name.")
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, config: HypsegConfig,
                     stats: IntensityStats, *, step: int, history: Iterable[Mapping[str, float]] = (),
                     optimizer_state: dict | None = None) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import TrainedModel, read_checkpoint, restore_weights, save_checkpoint
+from .checkpoint import TrainedModel, read_checkpoint, require_sidecar_free, restore_weights, save_checkpoint
 from .config import HypsegConfig, get_preset
 from .device import describe_device, resolve_device, training_dtype
 from .distributed import BatchShards
@@ -81,6 +81,8 @@ def train(
     if isinstance(metrics_every, bool) or not isinstance(metrics_every, int) or metrics_every < 1:
         raise ConfigError(f"metrics_every must be a positive integer, got {metrics_every!r}")
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+    if checkpoint_path is not None:
+        require_sidecar_free(checkpoint_path)
     resumed = read_checkpoint(resume, device=device) if resume is not None else None
     if config is None:
         config = resumed["config"] if resumed else get_preset()
