@@ -208,6 +208,7 @@ UNUSABLE_SPACING = {
     "tiff spacing NaN": ("v.tif", lambda p: tiff_spacing(p, float("nan")), (1.0, 1.0, 1.0)),
     "mrc voxel size NaN": ("v.mrc", lambda p: mrc_voxel(p, float("nan")), (2.0, 2.0, 1.0)),
     "nifti pixdim NaN": ("v.nii", lambda p: (nifti(p), patched(p, 80, struct.pack("<f", np.nan))), (1.0, 1.0, 1.0)),
+    "nifti pixdim 0": ("v.nii", lambda p: (nifti(p), patched(p, 80, struct.pack("<f", 0.0))), (1.0, 1.0, 1.0)),
 }
 
 
