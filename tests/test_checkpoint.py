@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -114,6 +117,41 @@ def test_failed_save_keeps_the_existing_file(saved):
         save_checkpoint(path, model, CONFIG, STATS, step=8, history=unpicklable)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt", "model.pt.json"]
+    assert load_checkpoint(path).step == 7
+
+
+DISK_FILLS_MIDWAY = textwrap.dedent("""
+    import resource, signal, sys
+    from napari_hypseg.core.checkpoint import save_checkpoint
+    from napari_hypseg.core.config import get_preset
+    from napari_hypseg.core.errors import CheckpointError
+    from napari_hypseg.core.model import HypsegVAE
+    from napari_hypseg.core.normalization import IntensityStats
+
+    path, limit = sys.argv[1], int(sys.argv[2])
+    CONFIG = get_preset("fast", encoder_channels=(4, 8), hidden=8)
+    STATS = IntensityStats(low=-2.5, high=3.0, mean=0.1, std=1.2)
+    model = HypsegVAE(CONFIG)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    try:
+        save_checkpoint(path, model, CONFIG, STATS, step=8)
+    except CheckpointError as error:
+        print(error)
+""")
+
+
+def test_disk_full_midway_keeps_the_model_and_its_summary(saved):
+    """A write that stops halfway (the file size limit plays a full disk) leaves the old model and
+    its sidecar byte for byte, and no temporary file."""
+    path, _ = saved
+    before = {p.name: p.read_bytes() for p in path.parent.iterdir()}
+    limit = 8192   # a few of the new file's records fit, the rest does not
+    child = subprocess.run([sys.executable, "-c", DISK_FILLS_MIDWAY, str(path), str(limit)], capture_output=True,
+                           text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    assert f"cannot write {path}: File too large; choose a writable folder" in child.stdout
+    assert {p.name: p.read_bytes() for p in path.parent.iterdir()} == before
     assert load_checkpoint(path).step == 7
 
 

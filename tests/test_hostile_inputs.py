@@ -153,12 +153,16 @@ def snapshot(*folders):
             else "other" for folder in folders for path in sorted(folder.rglob("*"))}
 
 
-def fails_clearly(args, capsys) -> str:
+def fails_clearly(args, capsys, *, before_any_work: bool = False) -> str:
+    """The one error line of a run that must fail (exit 2); `before_any_work`: it is all the run
+    printed, so no volume was read into the model, no step trained, no progress shown."""
     code = main([str(a) for a in args])
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert code == 2, err
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "Traceback" not in err, err
+    if before_any_work:
+        assert (out, err) == ("", lines[0] + "\n"), out + err
     return lines[0]
 
 
@@ -204,6 +208,7 @@ UNUSABLE_SPACING = {
     "tiff spacing NaN": ("v.tif", lambda p: tiff_spacing(p, float("nan")), (1.0, 1.0, 1.0)),
     "mrc voxel size NaN": ("v.mrc", lambda p: mrc_voxel(p, float("nan")), (2.0, 2.0, 1.0)),
     "nifti pixdim NaN": ("v.nii", lambda p: (nifti(p), patched(p, 80, struct.pack("<f", np.nan))), (1.0, 1.0, 1.0)),
+    "nifti pixdim 0": ("v.nii", lambda p: (nifti(p), patched(p, 80, struct.pack("<f", 0.0))), (1.0, 1.0, 1.0)),
 }
 
 
@@ -482,6 +487,54 @@ def test_segment_outputs_in_unusable_folders_fail_before_inference(tmp_path, mod
     line = fails_clearly(["segment", good_volume, "--model", model_file, "--k", "2", *TINY, "--out",
                           tmp_path / "labels.tif", "--save-latents", _folder(tmp_path / "f.npy")], capsys)
     assert "is a folder" in line
+
+
+def test_segment_checks_its_outputs_before_any_inference(tmp_path, model_file, good_volume, capsys):
+    """An output the run cannot write ends it with one line that names the output, before the model
+    sees a voxel (no progress is printed), and nothing on disk changes."""
+    volume = tmp_path / "volume.tif"
+    volume.write_bytes(good_volume.read_bytes())
+    existing = tmp_path / "existing.tif"
+    existing.write_bytes(b"precious")
+    latents = tmp_path / "latents.npy"
+    latents.write_bytes(b"precious")
+    out_dir = _folder(tmp_path / "labels")
+    _folder(out_dir / "volume_labels.tif")
+    cases = [
+        (["--out-dir", existing], f"error: {existing} is a file, not a folder"),
+        (["--out", existing], f"error: the --out labels {existing} already exists; pass --overwrite"),
+        (["--out", tmp_path / "new.tif", "--save-latents", latents], f"the --save-latents file {latents} already"),
+        (["--out-dir", out_dir], f"{out_dir / 'volume_labels.tif'} is a folder"),
+    ]
+    before = snapshot(tmp_path, model_file.parent)
+    for options, expected in cases:
+        line = fails_clearly(["segment", volume, "--model", model_file, "--k", "2", "--n-fine", "3", *TINY, *options],
+                             capsys, before_any_work=True)
+        assert expected in line, (options, line)
+    assert snapshot(tmp_path, model_file.parent) == before
+
+
+def test_train_checks_its_output_before_the_first_step(tmp_path, good_volume, capsys):
+    """Likewise for `hypseg train --out`, the model's summary (MODEL.json) included: no step runs,
+    no model or summary is written."""
+    existing = tmp_path / "existing.pt"
+    existing.write_bytes(b"precious")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    _folder(tmp_path / "summary-taken.pt.json")
+    cases = [
+        (existing, f"error: {existing} already exists; pass --overwrite"),
+        (blocker / "model.pt", f"error: {blocker} is a file, not a folder"),
+        (tmp_path / "summary-taken.pt", f"error: {tmp_path / 'summary-taken.pt.json'} is a folder, but the summary"),
+    ]
+    before = snapshot(tmp_path)
+    for out, expected in cases:
+        line = fails_clearly(["train", good_volume, "--out", out, "--steps", "2", *TINY], capsys,
+                             before_any_work=True)
+        assert expected in line, (out, line)
+    with pytest.raises(CheckpointError, match="summary-taken.pt.json is a folder"):   # the API too, before a step
+        next(train([image()], CONFIG, checkpoint_path=tmp_path / "summary-taken.pt", device="cpu"))
+    assert snapshot(tmp_path) == before
 
 
 def test_train_toy_and_demo_outputs_in_unusable_folders_fail_before_work(tmp_path, good_volume, capsys,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import re
+import struct
+import warnings
+
 import mrcfile
 import napari
 import nibabel as nib
@@ -9,12 +14,12 @@ import numpy as np
 import pytest
 import tifffile
 from napari.errors import ReaderPluginError
-from napari.layers import Image
+from napari.layers import Image, Layer
 
 from napari_hypseg._reader import get_reader
 from napari_hypseg._writer import write_labels
 from napari_hypseg.core.errors import VolumeError
-from napari_hypseg.core.volume_io import read_volume
+from napari_hypseg.core.volume_io import SpacingWarning, read_volume
 
 PLUGIN = "napari-hypseg"
 AFFINE = np.array([[0.0, 0.0, 1.5, -20.0], [0.0, 0.75, 0.0, 10.0], [-0.5, 0.0, 0.0, 3.0], [0.0, 0.0, 0.0, 1.0]])
@@ -90,6 +95,44 @@ def test_viewer_opens_each_format_with_its_scale(make_napari_viewer, tmp_path, n
     assert [str(u) for u in layer.units] == [unit] * 3
     assert tuple(layer.axis_labels) == ("z", "y", "x")
     assert layer.metadata["hypseg_volume"]["source"] == str(path)
+
+
+def _nifti_without_x_size(path):
+    """A NIfTI file whose header stores 0 as the x voxel size (pixdim[1]); nibabel would not write one."""
+    header = bytearray(nib.Nifti1Image(_image((7, 6, 5)), np.diag([2.0, 3.0, 4.0, 1.0])).to_bytes())
+    header[80:84] = struct.pack("<f", 0.0)
+    path.write_bytes(gzip.compress(bytes(header)) if path.name.endswith(".gz") else bytes(header))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "scale"),
+    [
+        ("zero.mrc", lambda p: _mrc(p, _image(), voxel_size=(0.0, 1.3, 0.37)), (0.37, 1.3, 1.0)),
+        ("nan.mrc", lambda p: _mrc(p, _image(), voxel_size=(np.nan, 1.3, 0.37)), (0.37, 1.3, 1.0)),
+        ("zero.nii", _nifti_without_x_size, (4.0, 3.0, 1.0)),
+        ("zero.nii.gz", _nifti_without_x_size, (4.0, 3.0, 1.0)),
+    ],
+)
+def test_an_unusable_voxel_size_opens_at_1_with_a_warning_naming_the_file(make_napari_viewer, tmp_path, notifications,
+                                                                         name, make, scale):
+    """A voxel size of 0 or NaN in the header: the layer gets 1 on that axis, and a SpacingWarning
+    says which file and what it gave; a running napari shows it as a warning notification."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    path = make(tmp_path / name)
+    says = re.escape(f"{path} gives the voxel size") + r" \(.*(0\.0|nan)\) \(z, y, x\); the unusable values were replaced by 1"
+    with pytest.warns(SpacingWarning, match=says):
+        (layer_data,) = get_reader(str(path))(str(path))
+    np.testing.assert_allclose(Layer.create(*layer_data).scale, scale)
+    viewer = make_napari_viewer()
+    with notification_manager, warnings.catch_warnings():   # napari.run() installs these hooks
+        warnings.simplefilter("always", SpacingWarning)
+        (layer,) = viewer.open(path, plugin=PLUGIN)
+    np.testing.assert_allclose(layer.scale, scale)
+    assert layer.metadata["hypseg_volume"]["spacing"] == pytest.approx(scale)
+    shown = [n for n in notifications if n.severity == NotificationSeverity.WARNING and re.search(says, n.message)]
+    assert len(shown) == 1, [n.message for n in notifications]
 
 
 def test_corrupt_file_gives_the_clear_message_and_napari_keeps_running(make_napari_viewer, tmp_path):

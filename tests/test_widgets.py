@@ -219,6 +219,8 @@ def test_cancelling_the_task_stops_training_and_keeps_the_model(make_napari_view
     widget.checkpoint.setText(str(path))
     widget.train_button.click()
     qtbot.waitUntil(lambda: widget.last_event is not None and widget.last_event.step >= 2, timeout=60_000)
+    status = widget.status.text()
+    assert all(shown in status for shown in (" patches/s", "ETA ", "lr ")), status   # the pace beside the losses
     widget.worker.quit()
     qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
     step = load_checkpoint(path).step

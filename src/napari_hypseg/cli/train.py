@@ -68,7 +68,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..core.checkpoint import read_checkpoint
+    from ..core.checkpoint import read_checkpoint, require_sidecar_free
     from ..core.config import get_preset
     from ..core.device import resolve_device
     from ..core.distributed import torchrun_processes
@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir() and not args.overwrite and not continuing_out:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or --resume {out} to "
                           "continue training it.")
+    require_sidecar_free(out)
     if args.seed is not None:
         integer("--seed", args.seed, minimum=0)
     if args.preset is None and args.resume is not None:

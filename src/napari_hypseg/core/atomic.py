@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import HypsegError
 
@@ -34,7 +35,30 @@ def replaced_atomically(path: str | os.PathLike, error: type[HypsegError], *, su
             shutil.rmtree(path)
         os.replace(temporary, path)
     except OSError as exc:
-        raise error(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise error(f"cannot write {path}: {exc.strerror or exc}; choose a writable folder with free "
+                    "space.") from exc
     finally:
         if temporary.exists():
             _remove(temporary)
+
+
+def write_durably(path: str | os.PathLike, write: Callable[[BinaryIO], object], error: type[HypsegError]) -> Path:
+    """`write(file)` into a new file that replaces `path`, as replaced_atomically does, flushed to the
+    disk before the rename and the rename itself made durable: for files whose loss costs a long
+    run (a model), even a power cut leaves the old file or the new one."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise error(f"cannot write {path}: the folder {path.parent} does not exist; create it or choose "
+                    "another location.")
+    with replaced_atomically(path, error) as temporary:
+        with open(temporary, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    if hasattr(os, "O_DIRECTORY"):   # the rename is durable once its folder is (POSIX)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    return path

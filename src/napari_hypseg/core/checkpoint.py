@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from .atomic import write_durably
 from .config import HypsegConfig
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError
@@ -49,6 +49,15 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def require_sidecar_free(path: str | os.PathLike) -> None:
+    """Refuse a model file whose sidecar name is taken by a folder: checked before training, which
+    would otherwise run until its first save and fail there."""
+    sidecar = sidecar_path(path)
+    if sidecar.is_dir():
+        raise CheckpointError(f"{sidecar} is a folder, but the summary of the model file {Path(path).name} is "
+                              "written under that name; move the folder away or choose another model file name.")
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, config: HypsegConfig,
                     stats: IntensityStats, *, step: int, history: Iterable[Mapping[str, float]] = (),
                     optimizer_state: dict | None = None) -> Path:
@@ -67,13 +76,13 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, config: Hyp
         "state_dict": _to_cpu(model.state_dict()),
         "optimizer": _to_cpu(optimizer_state),
     }
-    _write_atomically(path, lambda f: torch.save(payload, f))
+    write_durably(path, lambda f: torch.save(payload, f), CheckpointError)
     summary = {key: payload[key] for key in ("format", "version", "step", "config", "stats")}
     summary["saved"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     summary["last_losses"] = history[-1] if history else None
     summary["note"] = f"For people only: the model is {path.name}, which holds all of this too."
     text = json.dumps(summary, indent=2).encode()
-    _write_atomically(sidecar_path(path), lambda f: f.write(text))
+    write_durably(sidecar_path(path), lambda f: f.write(text), CheckpointError)
     return path
 
 
@@ -167,35 +176,3 @@ def _to_cpu(value):
     if isinstance(value, list | tuple):
         return type(value)(_to_cpu(item) for item in value)
     return value
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Write to a temporary file in the same folder, fsync it, then rename it over `path`."""
-    folder = path.parent
-    if not folder.is_dir():
-        raise CheckpointError(f"cannot write {path}: the folder {folder} does not exist; create it or "
-                              "choose another location.")
-    try:
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as error:
-        raise CheckpointError(f"cannot write {path} ({error.strerror or error}); choose a writable folder "
-                              "with free space.") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise CheckpointError(f"cannot write {path} ({error.strerror or error}); choose a writable "
-                                  "folder with free space.") from None
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)

@@ -38,7 +38,6 @@ import os
 import threading
 import time
 from collections.abc import Generator
-from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -49,17 +48,12 @@ from .errors import ConfigError, VolumeError
 from .normalization import IntensityStats
 from .pages import release_pages
 from .progress import Progress, voxel_rate
+from .validation import integer
 from .volume_io import as_volume_array
 
 CPU_MEMORY_BUDGET = 1.5 * 2**30
 """Bytes of encoder activations one pass may hold on the CPU (and Apple MPS, whose memory is shared)."""
 _MIN_TILE = 8
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _reflect(index: np.ndarray, size: int) -> np.ndarray:
@@ -146,10 +140,10 @@ def latent_field(model: torch.nn.Module, image, stats: IntensityStats, *, contex
     """
     volume = as_volume_array(image, "image")
     patch = int(model.patch_size)
-    context = _check_positive_int("context", model.config.context if context is None else context)
-    tile = _check_positive_int("tile", tile)
-    batch_size = _check_positive_int("batch_size", batch_size)
-    stride = _check_positive_int("stride", stride)
+    context = integer("context", model.config.context if context is None else context, minimum=1)
+    tile = integer("tile", tile, minimum=1)
+    batch_size = integer("batch_size", batch_size, minimum=1)
+    stride = integer("stride", stride, minimum=1)
     if min(volume.shape) < context:
         raise VolumeError(
             f"the image (shape {tuple(volume.shape)}) is smaller than the model's context of {context} "

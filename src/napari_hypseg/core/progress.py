@@ -45,6 +45,11 @@ class MetricSpec:
         return f"{self.label} {value:{self.precision}}"
 
 
+PATCHES_PER_S = "patches_per_s"
+VOXELS_PER_S = "voxels_per_s"
+ETA_S = "eta_s"
+LR = "lr"
+
 METRICS: dict[str, MetricSpec] = {
     "total": MetricSpec("total", "nats per patch", "loss"),
     "recon": MetricSpec("recon", "nats per patch", "loss"),
@@ -53,22 +58,26 @@ METRICS: dict[str, MetricSpec] = {
     "texture": MetricSpec("texture", "half squared error per patch", "loss"),
     "view": MetricSpec("view", "squared Poincaré distance", "loss"),
     "invariance": MetricSpec("invariance", "VICReg loss per pair", "loss"),
-    "patches_per_s": MetricSpec("patches/s", "patches per second", "rate", ".0f"),
-    "voxels_per_s": MetricSpec("voxels/s", "voxels per second", "rate", ",.0f"),
-    "eta_s": MetricSpec("ETA", "seconds", "time"),
-    "lr": MetricSpec("lr", "learning rate", "setting", ".3g"),
+    PATCHES_PER_S: MetricSpec("patches/s", "patches per second", "rate", ".0f"),
+    VOXELS_PER_S: MetricSpec("voxels/s", "voxels per second", "rate", ",.0f"),
+    ETA_S: MetricSpec("ETA", "seconds", "time"),
+    LR: MetricSpec("lr", "learning rate", "setting", ".3g"),
 }
-"""Every metric long work reports (training: the losses, patches_per_s, eta_s, lr; inference and
-clustering: voxels_per_s, eta_s), by its key in Progress.metrics."""
+"""Every metric long work reports (training: LOSS_TERMS and TRAINING_PACE; inference and
+clustering: VOXEL_PACE), by its key in Progress.metrics."""
 
 LOSS_TERMS = tuple(name for name, spec in METRICS.items() if spec.kind == "loss")
+TRAINING_PACE = (PATCHES_PER_S, ETA_S, LR)
+"""What a training step reports beside its losses, in the order the widgets show it."""
+VOXEL_PACE = (VOXELS_PER_S, ETA_S)
+"""What work that goes through voxels reports (voxel_rate), in the order the widgets show it."""
 
 
 def voxel_rate(voxels_done: int, voxels_total: int, elapsed_s: float) -> dict[str, float]:
-    """voxels_per_s and eta_s of work that goes through voxels at a steady rate (inference, clustering)."""
+    """VOXEL_PACE of work that goes through voxels at a steady rate (inference, clustering)."""
     elapsed_s = max(elapsed_s, 1e-9)
-    return {"voxels_per_s": voxels_done / elapsed_s,
-            "eta_s": elapsed_s / max(voxels_done, 1) * max(voxels_total - voxels_done, 0)}
+    return {VOXELS_PER_S: voxels_done / elapsed_s,
+            ETA_S: elapsed_s / max(voxels_done, 1) * max(voxels_total - voxels_done, 0)}
 
 
 def format_metric(name: str, value: float) -> str:

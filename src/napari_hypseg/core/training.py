@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import TrainedModel, read_checkpoint, restore_weights, save_checkpoint
+from .checkpoint import TrainedModel, read_checkpoint, require_sidecar_free, restore_weights, save_checkpoint
 from .config import HypsegConfig, get_preset
 from .device import describe_device, resolve_device, training_dtype
 from .distributed import BatchShards
 from .errors import CheckpointError, ConfigError, VolumeError
 from .normalization import IntensityStats
-from .progress import LOSS_TERMS, Progress
+from .progress import ETA_S, LOSS_TERMS, LR, PATCHES_PER_S, Progress
 from .sampling import TripletSampler
 from .volume_io import as_volume_array
 
@@ -81,6 +81,8 @@ def train(
     if isinstance(metrics_every, bool) or not isinstance(metrics_every, int) or metrics_every < 1:
         raise ConfigError(f"metrics_every must be a positive integer, got {metrics_every!r}")
     checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+    if checkpoint_path is not None:
+        require_sidecar_free(checkpoint_path)
     resumed = read_checkpoint(resume, device=device) if resume is not None else None
     if config is None:
         config = resumed["config"] if resumed else get_preset()
@@ -173,7 +175,7 @@ def train(
                     values = dict(zip(losses, row[:-1]))
                     if not (math.isfinite(values["total"]) and math.isfinite(row[-1])):
                         raise _diverged(config, at, values, last_saved)
-                    history.append({"step": at + 1, **values, "lr": at_lr})
+                    history.append({"step": at + 1, **values, LR: at_lr})
                 unread.clear()
             optimizer.step()
             step += 1
@@ -183,8 +185,8 @@ def train(
             elapsed = time.perf_counter() - started
             seconds_per_step = elapsed / (step - start_step)
             metrics = {key: values[key] for key in LOSS_TERMS}
-            metrics.update(patches_per_s=patches_per_step / seconds_per_step,
-                           eta_s=seconds_per_step * (config.steps - step), lr=lr)
+            metrics.update({PATCHES_PER_S: patches_per_step / seconds_per_step,
+                            ETA_S: seconds_per_step * (config.steps - step), LR: lr})
             finishing = step >= config.steps or stopped()
             due = finishing or step % config.checkpoint_every == 0
             message = ""

@@ -567,11 +567,19 @@ def _read_nifti(path: Path) -> Volume:
     # .nii is memory-mapped; .nii.gz is decompressed.
     raw = np.asanyarray(image.dataobj)
     data = _squeeze_to_3d(raw.T, str(path))  # (i, j, k) -> (k, j, i) = (z, y, x), a view
-    zooms = header.get_zooms()[:3]
+    zooms = _stored_zooms(path, header)[:3]
     spacing = tuple(_float32_decimal(z) for z in reversed(zooms))
     xyz_unit = header.get_xyzt_units()[0]
     unit = "mm" if xyz_unit == "unknown" else canonical_unit(xyz_unit)
     return Volume(data, spacing, unit, np.array(image.affine, dtype=float))
+
+
+def _stored_zooms(path: Path, header) -> tuple[float, ...]:
+    """The voxel size as the file stores it: nibabel turns a zero into 1 while loading, with a log
+    line that does not name the file, so that SpacingWarning says it, as for the other formats."""
+    opener = gzip.open if suffix_of(path) == ".nii.gz" else open
+    with opener(path, "rb") as handle:
+        return type(header).from_fileobj(handle, check=False).get_zooms()
 
 
 def _verified_gzip_length(path: Path) -> int:

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.progress import format_metric
+from ..core.progress import VOXEL_PACE, format_metric
 from .._layer_labels import LOOKUP_KEY
 from ._binning import binned_placement, binned_segment_jobs, binning_field, region_field, region_mismatch
 from ._cluster_colormap import cluster_colors, level_view
@@ -243,7 +243,7 @@ class SegmentWidget(WorkerWidget):
         stage = {"infer": "latent points", "cluster": "clustering"}.get(event.stage, event.stage)
         parts = [f"<b>{stage}</b> {event.step}/{event.total}"]
         metrics = dict(event.metrics)
-        parts += [format_metric(name, metrics[name]) for name in ("voxels_per_s", "eta_s") if name in metrics]
+        parts += [format_metric(name, metrics[name]) for name in VOXEL_PACE if name in metrics]
         text = self._current + " · ".join(parts)
         if event.message:
             text += f"<br>{event.message}"

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 
 from ..core.config import DEFAULT_PRESET, PRESETS
 from ..core.errors import HypsegError
-from ..core.progress import LOSS_TERMS, format_metric
+from ..core.progress import LOSS_TERMS, TRAINING_PACE, format_metric
 from ._common import (
     MODEL_FILTER,
     DeviceChooser,
@@ -252,7 +252,7 @@ class TrainWidget(WorkerWidget):
         losses = [format_metric(name, value) for name, value in metrics.items() if name in LOSS_TERMS]
         if losses:
             parts.append("loss: " + ", ".join(losses))
-        speed = [format_metric(name, metrics[name]) for name in ("patches_per_s", "eta_s", "lr") if name in metrics]
+        speed = [format_metric(name, metrics[name]) for name in TRAINING_PACE if name in metrics]
         speed.append(self.devices.label.text())
         parts.append(" · ".join(speed))
         if event.message:
