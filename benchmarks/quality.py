@@ -52,7 +52,9 @@ from napari_hypseg.core.training import train  # noqa: E402
 DEFAULT_ROW = "napari-hypseg (default)"
 CONTROL_ROW = "the same after 1 training step (control)"
 ABLATIONS: dict[str, tuple[dict, dict]] = {
-    "default with the Ward tree throughout (linkage ward; the previous default)": (
+    "default without boundary refinement (boundary_refinement 0; the previous default)": (
+        {}, {"boundary_refinement": 0.0}),
+    "default with the Ward tree throughout (linkage ward)": (
         {}, {"linkage": "ward", "ward_top": 0}),
     "default without coarse stages in the tree (hierarchy_neighbours ())": ({}, {"hierarchy_neighbours": ()}),
     "default with the latent-context tree instead (hierarchy_scales 8:2, 4:6; hierarchy_neighbours ())": (

@@ -17,7 +17,9 @@ from napari_hypseg.core.synthetic import make_toy_volume
 
 
 def _trained(image, **overrides) -> TrainedModel:
-    config = get_preset("fast", encoder_channels=(4, 8), hidden=8, **overrides)
+    """A fresh `fast` model, without boundary refinement unless asked: these tests are about the fine
+    clusters as clustering finds them (tests/test_refinement.py covers what refinement moves)."""
+    config = get_preset("fast", encoder_channels=(4, 8), hidden=8, **{"boundary_refinement": 0.0, **overrides})
     return TrainedModel(model=HypsegVAE(config), config=config, stats=IntensityStats.fit(image), step=0,
                         device=torch.device("cpu"))
 

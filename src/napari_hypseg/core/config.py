@@ -158,6 +158,12 @@ class HypsegConfig:
     puts a boundary where two clouds of unequal spread meet rather than halfway between their centres
     (docs/tuning.md, eighth round). The latents alone (image_features 0) are clustered by k-means in
     the ball either way."""
+    boundary_refinement: float = 0.0
+    """Sigma (voxels) of the lightly smoothed intensity on which the voxels along the fine clusters'
+    boundaries are re-decided after clustering (core/refinement.py): the latents and features see a
+    context several voxels wide, so a boundary between two structures sits a voxel or two off; a
+    few Potts-regularised sweeps move it to where the intensity changes. The tree is unchanged, so
+    every cut still nests (docs/tuning.md, sixteenth round). 0 = off."""
 
     @property
     def patch_size(self) -> int:
@@ -211,6 +217,8 @@ class HypsegConfig:
              f"ward_top must be an integer >= 0 (0 = off), got {self.ward_top!r}")
         need(self.fine_clustering in FINE_CLUSTERINGS,
              f"fine_clustering must be one of {FINE_CLUSTERINGS}, got {self.fine_clustering!r}")
+        need(_non_negative_number(self.boundary_refinement),
+             f"boundary_refinement must be a number >= 0 (sigma in voxels; 0 = off), got {self.boundary_refinement!r}")
         need(_non_negative_number(self.image_features),
              f"image_features must be a number >= 0 (0 = the latents alone), got {self.image_features!r}")
         for name in STAGE_FIELDS:
@@ -271,8 +279,9 @@ PRESETS: dict[str, HypsegConfig] = {
     # Good segmentations quickly on a CPU: a slimmer encoder, fewer samples, a larger learning rate,
     # per-patch brightness jitter with the paper's triplet weight, the texture target (weight 30) and
     # image features beside the latents for the fine clusters (weight 0.5), and a tree whose top two
-    # groups are Ward's and whose merges below them are by centroid linkage: the best of the settings
-    # tried on the toy validation volumes (docs/tuning.md); 300 steps scored as well as 600.
+    # groups are Ward's and whose merges below them are by centroid linkage, and the fine clusters'
+    # boundaries re-decided on the intensity at sigma 0.7: the best of the settings tried on the toy
+    # validation volumes (docs/tuning.md); 300 steps scored as well as 600.
     "fast": HypsegConfig(
         intensity_jitter=2.0,
         texture_weight=30.0,
@@ -280,6 +289,7 @@ PRESETS: dict[str, HypsegConfig] = {
         fine_clustering="gaussian_mixture",
         linkage="centroid",
         ward_top=2,
+        boundary_refinement=0.7,
         latent_dim=3,
         encoder_channels=(16, 32, 32, 64),
         hidden=64,

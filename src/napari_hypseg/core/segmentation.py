@@ -159,8 +159,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
             max_fit_samples: int = 200_000, latents_out: str | Path | None = None, linkage: str | None = None,
             latent_smoothing: float | None = None, precision: str = "auto", hierarchy_scales=None,
             image_features: float | None = None, fine_clustering: str | None = None, hierarchy_neighbours=None,
-            inference_stride: int | None = None, ward_top: int | None = None
-            ) -> Generator[Progress, None, Segmentation | None]:
+            inference_stride: int | None = None, ward_top: int | None = None,
+            boundary_refinement: float | None = None) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
     Yields Progress for inference ("infer", per tile) then clustering ("cluster": the fit, then one
@@ -182,6 +182,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     (bfloat16 where the hardware has it natively), "float32" or "bfloat16" (see device.inference_dtype).
     `inference_stride`: latents computed at every n-th point of the encoder's grid and interpolated
     between (default: the model's `config.inference_stride`; see inference.latent_field).
+    `boundary_refinement`: sigma of the intensity the fine clusters' boundary voxels are re-decided on
+    (default: the model's `config.boundary_refinement`; 0 = off; see core/refinement.py).
     """
     from .device import resolve_device
 
@@ -198,7 +200,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
                        for name, value in (("hierarchy_scales", hierarchy_scales),
                                            ("hierarchy_neighbours", hierarchy_neighbours))}
     settings = config.with_overrides(**stage_overrides, image_features=image_features,
-                                     fine_clustering=fine_clustering, ward_top=ward_top)
+                                     fine_clustering=fine_clustering, ward_top=ward_top,
+                                     boundary_refinement=boundary_refinement)
     resolved = resolve_device(device)
     latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
                                           latents_out=latents_out, latent_smoothing=latent_smoothing,
@@ -213,7 +216,17 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     result = yield from _cluster_and_tree(trained, latents, points, joint, volume.shape, n_fine, settings,
                                           linkage=linkage, seed=seed, device=resolved,
                                           max_fit_samples=max_fit_samples, stop=stop, context=context)
-    return result
+    if result is None or settings.boundary_refinement == 0:
+        return result
+    from .refinement import refine_boundaries
+
+    fine_labels = yield from refine_boundaries(result.fine_labels, volume, n_fine, settings.boundary_refinement,
+                                               stop=stop)
+    if fine_labels is None:
+        return None
+    fine_counts = np.bincount(fine_labels.ravel(), minlength=n_fine + 1).astype(np.int64)
+    fine_counts[0] = 0
+    return replace(result, fine_labels=fine_labels, fine_counts=fine_counts)
 
 
 def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, *, linkage, seed, device,
