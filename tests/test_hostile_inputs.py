@@ -300,6 +300,8 @@ BAD_SEGMENT_PARAMETERS = {
     "--n-fine above the most": (["--n-fine", "2000", "--k", "2"], "--n-fine must be an integer from 1 to 1024"),
     "--context 0": (["--context", "0", "--k", "2"], "--context must be an integer >= 1"),
     "--ward-top -1": (["--ward-top", "-1", "--k", "2"], "--ward-top must be an integer >= 0"),
+    "--boundary-refinement -1": (["--boundary-refinement", "-1", "--k", "2"], "--boundary-refinement -1.0: use a sigma"),
+    "--boundary-refinement nan": (["--boundary-refinement", "nan", "--k", "2"], "--boundary-refinement nan: use a sigma"),
     "--linkage unknown": (["--linkage", "median", "--k", "2"], "--linkage median: use one of average"),
     "--device unknown": (["--device", "foo", "--k", "2"], "unknown device 'foo'"),
     "--device unavailable": (["--device", "cuda:99", "--k", "2"], "is not available"),

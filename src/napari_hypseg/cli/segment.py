@@ -62,6 +62,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--ward-top", type=int, default=None, metavar="N",
                         help="the top N groups of the tree are the Ward tree's, the linkage merges within "
                              "them (default: the model's, 2 for the fast preset; 0 = the linkage throughout)")
+    parser.add_argument("--boundary-refinement", type=float, default=None, metavar="SIGMA",
+                        help="re-decide the voxels along the fine clusters' boundaries on the intensity smoothed "
+                             "at SIGMA voxels (default: the model's, 0.7 for the fast preset; 0 = off)")
     parser.add_argument("--tile", type=int, default=64, help="tile side for inference (default: 64)")
     parser.add_argument("--inference-stride", type=int, default=None, metavar="N",
                         help="compute latents at every N-th point of the encoder's grid and interpolate between: "
@@ -131,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             integer(f"--{option.replace('_', '-')}", getattr(args, option), minimum=1)
     if args.ward_top is not None:
         integer("--ward-top", args.ward_top, minimum=0)
+    if args.boundary_refinement is not None and not 0 <= args.boundary_refinement < float("inf"):
+        raise ConfigError(f"--boundary-refinement {args.boundary_refinement}: use a sigma >= 0 in voxels (0 = off)")
     linkages = sorted(set().union(*LINKAGE_NAMES.values()))
     if args.linkage is not None and args.linkage not in linkages:
         raise ConfigError(f"--linkage {args.linkage}: use one of {', '.join(linkages)}")
@@ -236,7 +241,7 @@ def _task(args: argparse.Namespace, volume: Path, outputs: list[Path]):
     return SegmentTask(
         volume=volume, outputs=tuple(outputs), model=args.model, ks=tuple(args.k) if args.k else None,
         radius=args.radius, n_fine=args.n_fine, context=args.context, linkage=args.linkage,
-        ward_top=args.ward_top, tile=args.tile,
+        ward_top=args.ward_top, boundary_refinement=args.boundary_refinement, tile=args.tile,
         device=args.device, precision=args.precision, seed=args.seed, level=args.level, roi=args.roi,
         mask=args.mask, bin_factor=args.bin_factor, full_resolution=args.full_resolution,
         latents=args.save_latents, overwrite=args.overwrite, inference_stride=args.inference_stride)

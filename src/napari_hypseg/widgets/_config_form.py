@@ -46,6 +46,7 @@ LABELS = {
     "image_features": "image features",
     "fine_clustering": "fine clustering",
     "ward_top": "Ward top",
+    "boundary_refinement": "boundary refinement",
     "checkpoint_every": "checkpoint every",
     "inference_stride": "inference stride",
     "reconstruction_target": "reconstruction target",
@@ -114,6 +115,9 @@ TOOLTIPS = {
                "their sizes: small organelles stay groups of their own), average, single, or ward (size-weighted).",
     "ward_top": "The top this many groups of the tree are the Ward tree's (background against cell); below "
                 "them the linkage merges within each group (0 = the linkage throughout).",
+    "boundary_refinement": "Sigma (voxels) of the lightly smoothed intensity on which the voxels along the "
+                           "fine clusters' boundaries are re-decided after clustering, so a boundary sits where "
+                           "the intensity changes (0 = off).",
     "latent_smoothing": "Sigma (voxels) of a Gaussian that smooths the latent field before clustering "
                         "(0 = off).",
     "inference_stride": "Compute latents at every n-th point of the encoder's grid and interpolate between "
