@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.progress import run_to_completion
     from ..core.segment_files import check_radius, segment_file, segment_files, summary
     from ..core.segmentation import MAX_FINE_CLUSTERS
-    from ..core.validation import distinct_outputs, integer, output_path, writable_folder
+    from ..core.validation import distinct_outputs, integer, output_path, real, writable_folder
     from ..core.volume_io import WRITE_SUFFIXES, suffix_of
     from ._progress import ProgressLine
 
@@ -134,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
             integer(f"--{option.replace('_', '-')}", getattr(args, option), minimum=1)
     if args.ward_top is not None:
         integer("--ward-top", args.ward_top, minimum=0)
-    if args.boundary_refinement is not None and not 0 <= args.boundary_refinement < float("inf"):
-        raise ConfigError(f"--boundary-refinement {args.boundary_refinement}: use a sigma >= 0 in voxels (0 = off)")
+    if args.boundary_refinement is not None:
+        real("--boundary-refinement", args.boundary_refinement, minimum=0)
     linkages = sorted(set().union(*LINKAGE_NAMES.values()))
     if args.linkage is not None and args.linkage not in linkages:
         raise ConfigError(f"--linkage {args.linkage}: use one of {', '.join(linkages)}")

@@ -49,12 +49,12 @@ def refine_boundaries(fine_labels: np.ndarray, image: np.ndarray, n_fine: int, s
     total = len(slabs) * (1 + SWEEPS)
     interior = np.zeros(fine_labels.shape, dtype=bool)
     sums = np.zeros((2, 3, n_fine + 1))   # (interior, all) x (count, sum, sum of squares) per fine id
+    footprint = ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), BAND)
     for index, start in enumerate(slabs):
         if stop is not None and stop.is_set():
             return None
         labels, stop_at, inner = _slab(fine_labels, start, slab, BAND)
         intensity = _smoothed_slab(image, start, stop_at, sigma)
-        footprint = ndimage.iterate_structure(ndimage.generate_binary_structure(3, 1), BAND)
         lowest = ndimage.minimum_filter(labels, footprint=footprint, mode="constant", cval=0)[inner]
         highest = ndimage.maximum_filter(labels, footprint=footprint, mode="constant", cval=0)[inner]
         own = labels[inner]

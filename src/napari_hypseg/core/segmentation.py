@@ -80,9 +80,8 @@ class Segmentation:
         if region.mask is None and region.box_shape == region.shape:
             return self   # the whole volume, binned or not: already its grid
         fine_labels = full_labels(self.fine_labels, region)
-        fine_counts = np.bincount(fine_labels.ravel(), minlength=self.n_fine + 1).astype(np.int64)
-        fine_counts[0] = 0
-        return replace(self, fine_labels=fine_labels, fine_counts=fine_counts, _intensity_sums=(None, None))
+        return replace(self, fine_labels=fine_labels, fine_counts=fine_counts_of(fine_labels, self.n_fine),
+                       _intensity_sums=(None, None))
 
     def labels_at_k(self, k: int) -> np.ndarray:
         """(Z, Y, X) coarse labels 1..k."""
@@ -224,9 +223,14 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
                                                stop=stop)
     if fine_labels is None:
         return None
-    fine_counts = np.bincount(fine_labels.ravel(), minlength=n_fine + 1).astype(np.int64)
-    fine_counts[0] = 0
-    return replace(result, fine_labels=fine_labels, fine_counts=fine_counts)
+    return replace(result, fine_labels=fine_labels, fine_counts=fine_counts_of(fine_labels, n_fine))
+
+
+def fine_counts_of(fine_labels: np.ndarray, n_fine: int) -> np.ndarray:
+    """Voxels per fine id 1..n_fine (index 0, "not labelled", counted as none)."""
+    counts = np.bincount(fine_labels.ravel(), minlength=n_fine + 1).astype(np.int64)
+    counts[0] = 0
+    return counts
 
 
 def _cluster_and_tree(trained, latents, points, joint, shape, n_fine, settings, *, linkage, seed, device,
