@@ -36,16 +36,12 @@ def class_names(class_ids) -> dict[int, str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.errors import VolumeError
     from ..core.metrics import score_segmentation
     from ..core.volume_io import read_volume
 
     pred = read_volume(args.pred).data
     truth = read_volume(args.truth).data
-    if pred.shape != truth.shape:
-        raise VolumeError(f"{args.pred} has shape {pred.shape} but {args.truth} has shape {truth.shape}; score a "
-                          "segmentation made on the very volume the truth labels")
-    score = score_segmentation(pred, truth)
+    score = score_segmentation(pred, truth, names=(str(args.pred), str(args.truth)))
     names = class_names(score.per_class_dice)
     if args.json:
         print(json.dumps({"pred": str(args.pred), "truth": str(args.truth), **score.to_dict(),

@@ -46,12 +46,14 @@ class Score:
         }
 
 
-def score_segmentation(pred, truth) -> Score:
-    """Hungarian-matched Dice and IoU (unmatched truth classes count 0) and the adjusted Rand index."""
+def score_segmentation(pred, truth, *, names: tuple[str, str] = ("the prediction", "the truth")) -> Score:
+    """Hungarian-matched Dice and IoU (unmatched truth classes count 0) and the adjusted Rand index.
+
+    `names` (of the prediction and the truth, e.g. their files) are what a shape mismatch's message cites."""
     pred, truth = np.asarray(pred), np.asarray(truth)
     if pred.shape != truth.shape:
-        raise VolumeError(f"the prediction has shape {pred.shape} but the truth has shape {truth.shape}; "
-                          "score a prediction made on the very volume the truth labels")
+        raise VolumeError(f"{names[0]} has shape {pred.shape} but {names[1]} has shape {truth.shape}; "
+                          "score a segmentation made on the very volume the truth labels")
     if pred.size == 0:
         raise VolumeError("the prediction and the truth hold no voxels")
     cluster_ids, pred_index = _compact(pred, "prediction")
