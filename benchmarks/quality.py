@@ -10,7 +10,9 @@ included, unmatched classes count 0; k = 2 / 4 / 8 for levels 1 / 2 / 3, core/ev
 - the four classical baselines (core/baselines.py);
 on (a) the regular and irregular synthetic sets -- 8 training volumes (seeds 0-7), test volumes of
 seeds 5000+ that no setting was ever tuned on (`--split validation` scores the volumes of seeds 2000+
-instead, on which settings are chosen; see docs/tuning.md) -- and
+instead, on which settings are chosen; see docs/tuning.md); with `--sets phantom`, the brain-like MRI
+phantom of core/phantom.py the same way (MNI152's levels: background / brain, then background / grey /
+white / other), on whose validation volumes settings for MRI-like data are chosen -- and
 (b) the MNI152 T1 template shipped with nilearn, binned to 2 mm (truth: background / brain, then background / grey /
 white / other matter), the model trained on the volume itself. Per-class Dice and the mean, per level.
 Also the hyperbolic check: the mean radius in the ball of the coarse clusters' centroids at each level.
@@ -44,6 +46,7 @@ from napari_hypseg.core.evaluation import (  # noqa: E402
     mean_dice,
     score_levels,
 )
+from napari_hypseg.core.phantom import PHANTOM_LEVEL_K, PHANTOM_LEVELS, make_brain_phantom  # noqa: E402
 from napari_hypseg.core.progress import run_to_completion  # noqa: E402
 from napari_hypseg.core.segmentation import segment  # noqa: E402
 from napari_hypseg.core.synthetic import LEVEL_CLASSES, make_toy_volume  # noqa: E402
@@ -72,8 +75,10 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
 """Row name -> (configuration overrides of the default preset, segment() keyword overrides)."""
 SPLITS = {"test": (TOY_TEST_SEED, "unseen test"), "validation": (TOY_VALIDATION_SEED, "validation")}
 """--split -> (seed of its first synthetic volume, how the report names its volumes)."""
-MNI_LEVELS = {1: ("background", "brain"), 2: ("background", "grey matter", "white matter", "other")}
-MNI_LEVEL_K = {1: 2, 2: 4}
+MNI_LEVELS, MNI_LEVEL_K = PHANTOM_LEVELS, PHANTOM_LEVEL_K   # the phantom follows MNI152's protocol
+SET_LEVELS = {"regular": (LEVEL_CLASSES, LEVEL_K), "irregular": (LEVEL_CLASSES, LEVEL_K),
+              "phantom": (PHANTOM_LEVELS, PHANTOM_LEVEL_K)}
+"""--sets name -> (class names per level, k per level)."""
 
 
 def model_rows(ablations: str | None, only=None) -> dict[str, tuple[dict, dict]]:
@@ -125,15 +130,20 @@ def summarise(name, runs, class_names, level_k):
     return [name, *cells], per_class, means.mean(0)
 
 
+def synthetic_volume(variant: str, seed: int):
+    """(image, truth by level) of volume `seed` of a synthetic set."""
+    volume = make_brain_phantom(seed) if variant == "phantom" else \
+        make_toy_volume(seed, irregular=variant == "irregular")
+    return volume.image, volume.truth
+
+
 def toy_section(variant, args, rows):
-    irregular = variant == "irregular"
-    volumes = [make_toy_volume(i, irregular=irregular).image for i in range(TOY_TRAIN_VOLUMES)]
+    volumes = [synthetic_volume(variant, i)[0] for i in range(TOY_TRAIN_VOLUMES)]
     first, _ = SPLITS[args.split]
-    tests = [(t.image, t.truth) for t in (make_toy_volume(first + i, irregular=irregular)
-                                          for i in range(args.n_test))]
+    tests = [synthetic_volume(variant, first + i) for i in range(args.n_test)]
     print(f"[quality] {variant}: {len(volumes)} training volumes, {len(tests)} {args.split} volumes "
           f"(seeds {first}+)", flush=True)
-    return evaluate(tests, volumes, rows, args, LEVEL_CLASSES, LEVEL_K)
+    return evaluate(tests, volumes, rows, args, *SET_LEVELS[variant])
 
 
 def evaluate(tests, training_volumes, rows, args, class_names, level_k):
@@ -189,7 +199,9 @@ def _bin2(volume: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", nargs="*", default=["regular", "irregular"], choices=["regular", "irregular"])
+    parser.add_argument("--sets", nargs="*", default=["regular", "irregular"], choices=list(SET_LEVELS),
+                        help="synthetic sets scored (default: regular irregular; phantom: the brain-like MRI "
+                             "phantom of core/phantom.py, on which settings for MRI-like data are chosen)")
     parser.add_argument("--n-test", type=int, default=20, help="volumes scored per synthetic set")
     parser.add_argument("--split", choices=list(SPLITS), default="test",
                         help="score the test volumes (seeds %d+, the default: what is reported) or the validation "
@@ -215,7 +227,8 @@ def main(argv=None) -> int:
         rows = model_rows(args.ablations if args.ablations == "inference" or variant == "regular" else None,
                           args.only)
         table, per_class, means, radii = toy_section(variant, args, rows)
-        sections.append(report(f"Synthetic {variant} set", table, per_class, means, radii, LEVEL_CLASSES, LEVEL_K))
+        title = "Synthetic brain phantom set" if variant == "phantom" else f"Synthetic {variant} set"
+        sections.append(report(title, table, per_class, means, radii, *SET_LEVELS[variant]))
     if not args.no_mni:
         mni = mni_tests()
         if mni is None:
