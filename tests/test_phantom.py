@@ -51,3 +51,16 @@ def test_cortex_thickness_is_what_was_asked():
     thin = make_brain_phantom(5, cortex_thickness=1.0).truth[2] == GREY
     thick = make_brain_phantom(5, cortex_thickness=2.5).truth[2] == GREY
     assert thick.sum() > 1.5 * thin.sum()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"cortex_thickness": 0}, "cortex_thickness must be a finite number > 0"),
+    ({"fold_depth": float("nan")}, "fold_depth must be a finite number"),
+    ({"shape": (8, 56, 48)}, "at least 16"),
+    ({"shape": (48, 56)}, "three sizes"),
+])
+def test_bad_parameters_are_clear_errors(kwargs, message):
+    from napari_hypseg.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        make_brain_phantom(0, **kwargs)

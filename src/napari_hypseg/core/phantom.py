@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .errors import ConfigError
 from .synthetic import TextureSpec, texture_field
+from .validation import real
 
 PHANTOM_LEVELS: dict[int, tuple[str, ...]] = {
     1: ("background", "brain"),
@@ -47,6 +49,10 @@ class PhantomVolume:
 def make_brain_phantom(seed: int, shape: tuple[int, int, int] = (48, 56, 48), *,
                        cortex_thickness: float = 1.5, fold_depth: float = 5.0) -> PhantomVolume:
     """One phantom volume; `cortex_thickness` and `fold_depth` are in voxels of `shape`."""
+    cortex_thickness = real("cortex_thickness", cortex_thickness, positive=True)
+    fold_depth = real("fold_depth", fold_depth, minimum=0)
+    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 16 for s in shape):
+        raise ConfigError(f"shape must be three whole sizes of at least 16 voxels, got {shape}")
     rng = np.random.default_rng(seed)
     fine = 2                                                  # tissue drawn at twice the resolution
     grid = tuple(fine * s for s in shape)
