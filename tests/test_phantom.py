@@ -57,7 +57,7 @@ def test_cortex_thickness_is_what_was_asked():
     ({"cortex_thickness": 0}, "cortex_thickness must be a finite number > 0"),
     ({"fold_depth": float("nan")}, "fold_depth must be a finite number"),
     ({"shape": (8, 56, 48)}, "at least 16"),
-    ({"shape": (48, 56)}, "three sizes"),
+    ({"shape": (48, 56)}, "three whole sizes"),
 ])
 def test_bad_parameters_are_clear_errors(kwargs, message):
     from napari_hypseg.core.errors import ConfigError
