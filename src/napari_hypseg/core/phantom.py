@@ -25,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import ConfigError
+from .region import bin_volume
 from .synthetic import TextureSpec, texture_field
 from .validation import real
 
@@ -82,7 +83,7 @@ def make_brain_phantom(seed: int, shape: tuple[int, int, int] = (48, 56, 48), *,
     tissues[tissue] = _GREY
     tissues[white] = _WHITE
 
-    fractions = np.stack([_block_mean(tissues == t, fine) for t in (_FLUID, _GREY, _WHITE)])
+    fractions = np.stack([bin_volume(tissues == t, fine) for t in (_FLUID, _GREY, _WHITE)])
     brightness = np.array([0.25, 0.6, 1.0]) * rng.uniform(0.95, 1.05, size=3)
     image = np.tensordot(brightness, fractions, axes=1)
     bias = 1 + 0.08 * texture_field(shape, TextureSpec(0.0, 0.02, 1.0), rng)
@@ -94,8 +95,3 @@ def make_brain_phantom(seed: int, shape: tuple[int, int, int] = (48, 56, 48), *,
     truth = {1: brain.astype(np.uint8), 2: np.where(brain, tissue_class, 0).astype(np.uint8)}
     return PhantomVolume(image.astype(np.float32), truth)
 
-
-def _block_mean(mask: np.ndarray, factor: int) -> np.ndarray:
-    """The mean of every factor³ block of a boolean array (its fraction of true voxels)."""
-    z, y, x = (s // factor for s in mask.shape)
-    return mask.reshape(z, factor, y, factor, x, factor).mean(axis=(1, 3, 5))
