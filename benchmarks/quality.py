@@ -71,6 +71,8 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
     "default without image features (image_features 0)": ({}, {"image_features": 0.0}),
     "the control without image features (what training adds to the latents)": ({"steps": 1}, {"image_features": 0.0}),
     "default with k-means fine clusters (fine_clustering kmeans)": ({}, {"fine_clustering": "kmeans"}),
+    "MRI candidate (image_features 4, linkage ward, ward_top 0, boundary_refinement 0.01)": (
+        {}, {"image_features": 4.0, "linkage": "ward", "ward_top": 0, "boundary_refinement": 0.01}),
 }
 """Row name -> (configuration overrides of the default preset, segment() keyword overrides)."""
 SPLITS = {"test": (TOY_TEST_SEED, "unseen test"), "validation": (TOY_VALIDATION_SEED, "validation")}
