@@ -59,8 +59,7 @@ def make_brain_phantom(seed: int, shape: tuple[int, int, int] = (48, 56, 48), *,
     grid = tuple(fine * s for s in shape)
     axes = np.array(grid, dtype=float) / 2 * rng.uniform(0.78, 0.88, size=3)
     z, y, x = (np.arange(n, dtype=float) - (n - 1) / 2 for n in grid)
-    ellipsoid = np.sqrt((z[:, None, None] / axes[0]) ** 2 + (y[None, :, None] / axes[1]) ** 2
-                        + (x[None, None, :] / axes[2]) ** 2)
+    ellipsoid = _ellipsoid_radius((z, y, x), np.zeros(3), axes)
     radius = axes.mean()
     lumps = texture_field(grid, TextureSpec(0.012, 0.006, 1.0), rng)
     depth = (1 - ellipsoid) * radius + 0.04 * radius * lumps  # fine voxels below the hull (< 0 outside)
@@ -74,8 +73,7 @@ def make_brain_phantom(seed: int, shape: tuple[int, int, int] = (48, 56, 48), *,
     for side in (-1, 1):                                      # two ventricles, fluid inside the white
         centre = np.array([0.05, 0.1, side * 0.18]) * np.array(grid)
         size = np.array([0.07, 0.16, 0.035]) * np.array(grid) * rng.uniform(0.8, 1.2)
-        ventricle = (((z[:, None, None] - centre[0]) / size[0]) ** 2 + ((y[None, :, None] - centre[1]) / size[1]) ** 2
-                     + ((x[None, None, :] - centre[2]) / size[2]) ** 2) < 1
+        ventricle = _ellipsoid_radius((z, y, x), centre, size) < 1
         white &= ~ventricle
         tissue &= ~(ventricle & (inside > fine * cortex_thickness * 2))
     tissues = np.zeros(grid, dtype=np.uint8)
@@ -95,3 +93,10 @@ def make_brain_phantom(seed: int, shape: tuple[int, int, int] = (48, 56, 48), *,
     truth = {1: brain.astype(np.uint8), 2: np.where(brain, tissue_class, 0).astype(np.uint8)}
     return PhantomVolume(image.astype(np.float32), truth)
 
+
+def _ellipsoid_radius(axes_coordinates, centre, semi_axes) -> np.ndarray:
+    """Distance of each grid point from `centre` in units of the ellipsoid's `semi_axes` (1 on its
+    surface), from the coordinates along z, y and x."""
+    z, y, x = (c - o for c, o in zip(axes_coordinates, centre))
+    return np.sqrt((z[:, None, None] / semi_axes[0]) ** 2 + (y[None, :, None] / semi_axes[1]) ** 2
+                   + (x[None, None, :] / semi_axes[2]) ** 2)
