@@ -6,6 +6,7 @@ import fcntl
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -61,7 +62,7 @@ def auto_precision(device: str = "cpu") -> str:
 def invocation(script: str, argv: list[str] | None) -> str:
     """The command line that reproduces a run, for the report's "Run `...`" line."""
     arguments = argv if argv is not None else sys.argv[1:]
-    return " ".join(["python", f"benchmarks/{Path(script).name}", *arguments])
+    return shlex.join(["python", f"benchmarks/{Path(script).name}", *arguments])
 
 
 def git_revision() -> str:

@@ -73,6 +73,8 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
     "default with k-means fine clusters (fine_clustering kmeans)": ({}, {"fine_clustering": "kmeans"}),
     "MRI candidate (image_features 4, linkage ward, ward_top 0, boundary_refinement 0.01)": (
         {}, {"image_features": 4.0, "linkage": "ward", "ward_top": 0, "boundary_refinement": 0.01}),
+    "MRI narrow context (context 3, latent_smoothing 0.7, linkage ward, ward_top 0)": (
+        {}, {"context": 3, "latent_smoothing": 0.7, "linkage": "ward", "ward_top": 0}),
 }
 """Row name -> (configuration overrides of the default preset, segment() keyword overrides)."""
 SPLITS = {"test": (TOY_TEST_SEED, "unseen test"), "validation": (TOY_VALIDATION_SEED, "validation")}

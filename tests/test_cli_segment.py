@@ -117,3 +117,27 @@ def test_inference_stride_reaches_the_encoder(files, tmp_path, capsys):
     assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / "x.tif"), "--k", "2",
                  "--inference-stride", "0", *CPU]) == 2
     assert "--inference-stride" in capsys.readouterr().err
+
+
+def test_latent_smoothing_reaches_the_clustering(files, tmp_path, capsys):
+    """--latent-smoothing 0 saves the unsmoothed field that segment(latent_smoothing=0) clusters, unlike
+    the model's default sigma 1.5; a negative sigma is refused up front."""
+    from napari_hypseg.core.checkpoint import load_checkpoint
+    from napari_hypseg.core.latent_fields import clustering_field
+    from napari_hypseg.core.progress import run_to_completion
+
+    volume, model, image = files
+    saved = {}
+    for sigma in ("0", "1.5"):
+        latents = tmp_path / f"latents_{sigma}.npy"
+        assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / f"s{sigma}.tif"),
+                     "--k", "2", "--latent-smoothing", sigma, "--precision", "float32",
+                     "--save-latents", str(latents), *CPU]) == 0
+        saved[sigma] = np.load(latents)
+    expected = run_to_completion(clustering_field(load_checkpoint(model), image, device="cpu", precision="float32",
+                                                  latent_smoothing=0.0))
+    np.testing.assert_allclose(saved["0"], expected, atol=1e-5)
+    assert saved["0"].std() > saved["1.5"].std()
+    assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / "x.tif"), "--k", "2",
+                 "--latent-smoothing", "-1", *CPU]) == 2
+    assert "--latent-smoothing must be a finite number >= 0, got -1.0" in capsys.readouterr().err

@@ -62,6 +62,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--ward-top", type=int, default=None, metavar="N",
                         help="the top N groups of the tree are the Ward tree's, the linkage merges within "
                              "them (default: the model's, 2 for the fast preset; 0 = the linkage throughout)")
+    parser.add_argument("--latent-smoothing", type=float, default=None, metavar="SIGMA",
+                        help="smooth the latent field at SIGMA voxels before clustering (default: the model's, "
+                             "1.5 for the fast preset; 0 = off; 0.7 with --context 3 keeps one- to two-voxel "
+                             "structures such as a cortical ribbon, see docs/tuning.md)")
     parser.add_argument("--boundary-refinement", type=float, default=None, metavar="SIGMA",
                         help="re-decide the voxels along the fine clusters' boundaries on the intensity smoothed "
                              "at SIGMA voxels (default: the model's, 0.7 for the fast preset; 0 = off)")
@@ -134,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
             integer(f"--{option.replace('_', '-')}", getattr(args, option), minimum=1)
     if args.ward_top is not None:
         integer("--ward-top", args.ward_top, minimum=0)
-    if args.boundary_refinement is not None:
-        real("--boundary-refinement", args.boundary_refinement, minimum=0)
+    for option in ("latent_smoothing", "boundary_refinement"):
+        if getattr(args, option) is not None:
+            real(f"--{option.replace('_', '-')}", getattr(args, option), minimum=0)
     linkages = sorted(set().union(*LINKAGE_NAMES.values()))
     if args.linkage is not None and args.linkage not in linkages:
         raise ConfigError(f"--linkage {args.linkage}: use one of {', '.join(linkages)}")
@@ -241,7 +246,8 @@ def _task(args: argparse.Namespace, volume: Path, outputs: list[Path]):
     return SegmentTask(
         volume=volume, outputs=tuple(outputs), model=args.model, ks=tuple(args.k) if args.k else None,
         radius=args.radius, n_fine=args.n_fine, context=args.context, linkage=args.linkage,
-        ward_top=args.ward_top, boundary_refinement=args.boundary_refinement, tile=args.tile,
+        ward_top=args.ward_top, latent_smoothing=args.latent_smoothing,
+        boundary_refinement=args.boundary_refinement, tile=args.tile,
         device=args.device, precision=args.precision, seed=args.seed, level=args.level, roi=args.roi,
         mask=args.mask, bin_factor=args.bin_factor, full_resolution=args.full_resolution,
         latents=args.save_latents, overwrite=args.overwrite, inference_stride=args.inference_stride)

@@ -33,6 +33,7 @@ class SegmentTask:
     context: int | None = None
     linkage: str | None = None
     ward_top: int | None = None
+    latent_smoothing: float | None = None
     boundary_refinement: float | None = None
     tile: int = 64
     device: str = "auto"
@@ -76,7 +77,8 @@ def segment_file(task: SegmentTask, *, stop: threading.Event | None = None
             segmentation = yield from segment(
                 trained, region_volume(volume.data, region), n_fine=task.n_fine, context=task.context,
                 device=task.device, tile=task.tile, seed=task.seed, latents_out=latents_out,
-                linkage=task.linkage, ward_top=task.ward_top, precision=task.precision,
+                linkage=task.linkage, ward_top=task.ward_top, latent_smoothing=task.latent_smoothing,
+                precision=task.precision,
                 inference_stride=task.inference_stride, boundary_refinement=task.boundary_refinement, stop=stop)
     except (KeyboardInterrupt, GeneratorExit):
         if task.latents is not None:
