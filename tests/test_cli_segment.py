@@ -95,49 +95,28 @@ def test_precision_choice_reaches_the_encoder(files, tmp_path, capsys):
     assert raised.value.code == 2 and "invalid choice: 'float16'" in capsys.readouterr().err
 
 
-def test_inference_stride_reaches_the_encoder(files, tmp_path, capsys):
-    """--inference-stride 2 gives the latent field that segment(inference_stride=2) gives (saved
-    with --save-latents), which differs from the model's default stride 1; 0 is refused up front."""
+@pytest.mark.parametrize("option, default, chosen, keyword, refused", [
+    ("--inference-stride", "1", "2", {"inference_stride": 2}, "0"),
+    ("--latent-smoothing", "1.5", "0", {"latent_smoothing": 0.0}, "-1"),
+])
+def test_field_options_reach_the_clustered_field(files, tmp_path, capsys, option, default, chosen, keyword, refused):
+    """The option gives the latent field (saved with --save-latents) that segment() clusters with the
+    same keyword, which differs from the model's default; a bad value is refused up front."""
     from napari_hypseg.core.checkpoint import load_checkpoint
     from napari_hypseg.core.latent_fields import clustering_field
     from napari_hypseg.core.progress import run_to_completion
 
     volume, model, image = files
     saved = {}
-    for stride in ("1", "2"):
-        latents = tmp_path / f"latents_{stride}.npy"
-        assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / f"s{stride}.tif"),
-                     "--k", "2", "--inference-stride", stride, "--precision", "float32",
-                     "--save-latents", str(latents), *CPU]) == 0
-        saved[stride] = np.load(latents)
+    for value in (default, chosen):
+        latents = tmp_path / f"latents_{value}.npy"
+        assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / f"s{value}.tif"),
+                     "--k", "2", option, value, "--precision", "float32", "--save-latents", str(latents), *CPU]) == 0
+        saved[value] = np.load(latents)
     expected = run_to_completion(clustering_field(load_checkpoint(model), image, device="cpu", precision="float32",
-                                                  inference_stride=2))
-    np.testing.assert_allclose(saved["2"], expected, atol=1e-5)
-    assert not np.allclose(saved["1"], saved["2"], atol=1e-4)
+                                                  **keyword))
+    np.testing.assert_allclose(saved[chosen], expected, atol=1e-5)
+    assert not np.allclose(saved[default], saved[chosen], atol=1e-4)
     assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / "x.tif"), "--k", "2",
-                 "--inference-stride", "0", *CPU]) == 2
-    assert "--inference-stride" in capsys.readouterr().err
-
-
-def test_latent_smoothing_reaches_the_clustering(files, tmp_path, capsys):
-    """--latent-smoothing 0 saves the unsmoothed field that segment(latent_smoothing=0) clusters, unlike
-    the model's default sigma 1.5; a negative sigma is refused up front."""
-    from napari_hypseg.core.checkpoint import load_checkpoint
-    from napari_hypseg.core.latent_fields import clustering_field
-    from napari_hypseg.core.progress import run_to_completion
-
-    volume, model, image = files
-    saved = {}
-    for sigma in ("0", "1.5"):
-        latents = tmp_path / f"latents_{sigma}.npy"
-        assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / f"s{sigma}.tif"),
-                     "--k", "2", "--latent-smoothing", sigma, "--precision", "float32",
-                     "--save-latents", str(latents), *CPU]) == 0
-        saved[sigma] = np.load(latents)
-    expected = run_to_completion(clustering_field(load_checkpoint(model), image, device="cpu", precision="float32",
-                                                  latent_smoothing=0.0))
-    np.testing.assert_allclose(saved["0"], expected, atol=1e-5)
-    assert saved["0"].std() > saved["1.5"].std()
-    assert main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / "x.tif"), "--k", "2",
-                 "--latent-smoothing", "-1", *CPU]) == 2
-    assert "--latent-smoothing must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+                 option, refused, *CPU]) == 2
+    assert option in capsys.readouterr().err
