@@ -301,6 +301,7 @@ BAD_SEGMENT_PARAMETERS = {
     "--context 0": (["--context", "0", "--k", "2"], "--context must be an integer >= 1"),
     "--ward-top -1": (["--ward-top", "-1", "--k", "2"], "--ward-top must be an integer >= 0"),
     "--boundary-refinement -1": (["--boundary-refinement", "-1", "--k", "2"], "--boundary-refinement must be a finite number >= 0, got -1.0"),
+    "--latent-smoothing -1": (["--latent-smoothing", "-1", "--k", "2"], "--latent-smoothing must be a finite number >= 0, got -1.0"),
     "--boundary-refinement nan": (["--boundary-refinement", "nan", "--k", "2"], "--boundary-refinement must be a finite number >= 0, got nan"),
     "--linkage unknown": (["--linkage", "median", "--k", "2"], "--linkage median: use one of average"),
     "--device unknown": (["--device", "foo", "--k", "2"], "unknown device 'foo'"),
