@@ -48,6 +48,7 @@ from napari_hypseg.core.evaluation import (  # noqa: E402
 )
 from napari_hypseg.core.phantom import PHANTOM_LEVEL_K, PHANTOM_LEVELS, make_brain_phantom  # noqa: E402
 from napari_hypseg.core.progress import run_to_completion  # noqa: E402
+from napari_hypseg.core.region import bin_volume  # noqa: E402
 from napari_hypseg.core.segmentation import segment  # noqa: E402
 from napari_hypseg.core.synthetic import LEVEL_CLASSES, make_toy_volume  # noqa: E402
 from napari_hypseg.core.training import train  # noqa: E402
@@ -68,6 +69,8 @@ ABLATIONS: dict[str, tuple[dict, dict]] = {
     "default with the photometric invariance term (invariance_weight 100)": ({"invariance_weight": 100.0}, {}),
     "default with the normalised reconstruction target": ({"reconstruction_target": "normalised"}, {}),
     "default with latents at every other grid point (inference_stride 2)": ({}, {"inference_stride": 2}),
+    "default with each latent channel standardised on its own (latent_scaling channel; the previous default)": (
+        {}, {"latent_scaling": "channel"}),
     "default without image features (image_features 0)": ({}, {"image_features": 0.0}),
     "the control without image features (what training adds to the latents)": ({"steps": 1}, {"image_features": 0.0}),
     "default with k-means fine clusters (fine_clustering kmeans)": ({}, {"fine_clustering": "kmeans"}),
@@ -188,17 +191,11 @@ def mni_tests():
     t1, gm, wm = (np.asarray(read_volume(data / name.format(kind)).data, dtype=np.float32)
                   for kind in ("t1", "gm", "wm"))
     # Binned 2 x 2 x 2 (1 mm -> 2 mm) to keep the benchmark within CPU minutes.
-    t1, gm, wm = (_bin2(v) for v in (t1, gm, wm))
+    t1, gm, wm = (bin_volume(v, 2) for v in (t1, gm, wm))
     brain = t1 > 0.2 * t1.max()
     tissue = np.argmax(np.stack([gm, wm, np.clip(1 - gm - wm, 0, 1)]), axis=0) + 1
     truth = {1: brain.astype(np.uint8), 2: np.where(brain, tissue, 0).astype(np.uint8)}
     return t1, truth
-
-
-def _bin2(volume: np.ndarray) -> np.ndarray:
-    """The mean of every 2 x 2 x 2 block (odd trailing planes dropped)."""
-    z, y, x = (s // 2 * 2 for s in volume.shape)
-    return volume[:z, :y, :x].reshape(z // 2, 2, y // 2, 2, x // 2, 2).mean(axis=(1, 3, 5))
 
 
 def main(argv=None) -> int:

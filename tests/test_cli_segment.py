@@ -56,6 +56,34 @@ def test_several_levels_radius_and_latents(files, tmp_path, capsys):
     assert "merge radii" in capsys.readouterr().err
 
 
+def test_latent_scaling_reaches_the_fine_clusters(files, tmp_path, capsys):
+    """--latent-scaling gives the labels segment() gives with the same keyword; an unknown name is
+    refused before any work."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_hypseg.core.checkpoint import load_checkpoint
+    from napari_hypseg.core.progress import run_to_completion
+    from napari_hypseg.core.segmentation import segment
+
+    volume, model, _ = files
+    trained, image = load_checkpoint(model), np.asarray(read_volume(volume).data)   # exactly what the CLI reads
+    written = {}
+    for scaling in ("channel", "shared"):
+        out = tmp_path / f"{scaling}.tif"
+        assert main(["segment", str(volume), "--model", str(model), "--out", str(out), "--k", "4",
+                     "--latent-scaling", scaling, "--precision", "float32", *CPU]) == 0
+        written[scaling] = np.asarray(read_volume(out).data).ravel()
+        expected = run_to_completion(segment(trained, image, n_fine=5, device="cpu", precision="float32",
+                                             latent_scaling=scaling))
+        assert adjusted_rand_score(written[scaling], expected.labels_at_k(4).ravel()) == 1.0   # ids may differ
+    assert adjusted_rand_score(written["channel"], written["shared"]) < 1.0
+    with pytest.raises(SystemExit) as raised:
+        main(["segment", str(volume), "--model", str(model), "--out", str(tmp_path / "x.tif"), "--k", "2",
+              "--latent-scaling", "pca", *CPU])
+    assert raised.value.code == 2 and "invalid choice: 'pca'" in capsys.readouterr().err
+    assert not (tmp_path / "x.tif").exists()
+
+
 def test_refuses_to_overwrite_and_checks_before_computing(files, tmp_path, capsys):
     volume, model, _ = files
     out = tmp_path / "labels.tif"

@@ -299,7 +299,8 @@ def test_image_features_shape_the_fine_clusters_and_the_first_merges(image):
                                       fine_clustering="kmeans"))
     assert np.array_equal(again.fine_labels, joint.fine_labels)
     assert np.array_equal(again.hierarchy.merges, joint.hierarchy.merges)
-    features = _joint_rows(run_to_completion(clustering_field(trained, image)), image, 0.5)
+    features = _joint_rows(run_to_completion(clustering_field(trained, image)), image, 0.5,
+                           latent_scaling=trained.config.latent_scaling)
     centres = joint.hierarchy.coarser[0][1]
     nearest = ((features[:, None] - centres[None]) ** 2).sum(-1).argmin(1) + 1
     assert np.mean(nearest == joint.fine_labels.ravel()) > 0.999
@@ -327,7 +328,8 @@ def test_a_gaussian_mixture_finds_the_fine_clusters_of_the_joint_space(image):
     assert np.array_equal(again.fine_labels, mixture.fine_labels)
     assert np.array_equal(again.hierarchy.merges, mixture.hierarchy.merges)
     assert adjusted_rand_score(mixture.fine_labels.ravel(), kmeans.fine_labels.ravel()) < 0.99
-    features = _joint_rows(run_to_completion(clustering_field(trained, image)), image, 0.5)
+    features = _joint_rows(run_to_completion(clustering_field(trained, image)), image, 0.5,
+                           latent_scaling=trained.config.latent_scaling)
     alone = GaussianMixtureClusters(6, random_state=1).fit_predict(features)
     assert adjusted_rand_score(alone, mixture.fine_labels.ravel()) > 0.999
     assert [(k, geometry) for k, _, geometry in mixture.hierarchy.coarser] == [(6, "euclidean"), (3, "hyperbolic")]
@@ -378,6 +380,28 @@ def test_joint_features_in_slabs_equal_the_whole_volume(image):
     np.testing.assert_allclose(whole.std(0), [1, 1, 1] + [2] * 6, rtol=1e-3)
     columns = multiscale_columns(image).reshape(-1, 6)
     np.testing.assert_allclose(whole[:, 3:] / 2, (columns - columns.mean(0)) / columns.std(0), atol=1e-4)
+
+
+def test_shared_latent_scaling_keeps_the_proportions_training_gave_the_channels(image):
+    """latent_scaling "shared" divides every latent channel by one spread, the root mean square of
+    theirs, so a channel that barely varies stays small beside the one that carries the structure;
+    "channel" makes them all 1. The image columns are the same either way, and segment() takes the
+    option, refusing a name it does not know."""
+    rng = np.random.default_rng(1)
+    spreads = np.array([0.3, 0.03, 0.1])
+    latents = (rng.normal(size=image.shape + (3,)) * spreads).astype(np.float32)
+    shared = _joint_rows(latents, image, 2.0, geometry="euclidean", latent_scaling="shared")
+    channel = _joint_rows(latents, image, 2.0, geometry="euclidean", latent_scaling="channel")
+    measured = latents.reshape(-1, 3).std(0)
+    np.testing.assert_allclose(shared.std(0)[:3], measured / np.sqrt(np.mean(measured ** 2)), rtol=1e-3)
+    np.testing.assert_allclose(channel.std(0)[:3], 1, rtol=1e-3)
+    np.testing.assert_allclose(shared[:, 3:], channel[:, 3:], atol=1e-5)
+    trained = _trained(image)
+    one = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, latent_scaling="shared"))
+    other = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1, latent_scaling="channel"))
+    assert not np.array_equal(one.fine_labels, other.fine_labels)
+    with pytest.raises(ConfigError, match="latent_scaling must be one of"):
+        run_to_completion(segment(trained, image, n_fine=6, device="cpu", latent_scaling="pca"))
 
 
 def test_a_memory_mapped_run_with_image_features_leaves_only_its_latents(image, tmp_path):

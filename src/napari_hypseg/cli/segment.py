@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.config import PRECISIONS
+from ..core.config import LATENT_SCALINGS, PRECISIONS
 from ._region import add_region_arguments, check_region_arguments
 
 
@@ -69,6 +69,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--boundary-refinement", type=float, default=None, metavar="SIGMA",
                         help="re-decide the voxels along the fine clusters' boundaries on the intensity smoothed "
                              "at SIGMA voxels (default: the model's, 0.7 for the fast preset; 0 = off)")
+    parser.add_argument("--latent-scaling", choices=LATENT_SCALINGS, default=None,
+                        help="how the latents are scaled beside the image features: shared (one spread for all "
+                             "channels, as training left them) or channel (each standardised on its own); "
+                             "default: the model's")
     parser.add_argument("--tile", type=int, default=64, help="tile side for inference (default: 64)")
     parser.add_argument("--inference-stride", type=int, default=None, metavar="N",
                         help="compute latents at every N-th point of the encoder's grid and interpolate between: "
@@ -247,7 +251,7 @@ def _task(args: argparse.Namespace, volume: Path, outputs: list[Path]):
         volume=volume, outputs=tuple(outputs), model=args.model, ks=tuple(args.k) if args.k else None,
         radius=args.radius, n_fine=args.n_fine, context=args.context, linkage=args.linkage,
         ward_top=args.ward_top, latent_smoothing=args.latent_smoothing,
-        boundary_refinement=args.boundary_refinement, tile=args.tile,
+        boundary_refinement=args.boundary_refinement, latent_scaling=args.latent_scaling, tile=args.tile,
         device=args.device, precision=args.precision, seed=args.seed, level=args.level, roi=args.roi,
         mask=args.mask, bin_factor=args.bin_factor, full_resolution=args.full_resolution,
         latents=args.save_latents, overwrite=args.overwrite, inference_stride=args.inference_stride)

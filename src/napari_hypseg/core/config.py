@@ -20,6 +20,8 @@ RECONSTRUCTION_TARGETS = ("intensity", "normalised")
 """What the decoder's first channel may reconstruct (HypsegConfig.reconstruction_target)."""
 FINE_CLUSTERINGS = ("kmeans", "gaussian_mixture")
 """Ways of finding the fine clusters of the joint space (HypsegConfig.fine_clustering)."""
+LATENT_SCALINGS = ("channel", "shared")
+"""How the latent channels are scaled in the joint space (HypsegConfig.latent_scaling)."""
 LINKAGE_NAMES = {"hyperbolic": ("ward", "centroid", "average", "single"),
                  "euclidean": ("ward", "average", "centroid", "single")}
 """The tree's linkages per geometry, the default first (hierarchy.LINKAGES; see hierarchy.py)."""
@@ -142,6 +144,13 @@ class HypsegConfig:
     (brightness there would put dark organelles outside their cell). Edges and brightness sharpen the fine
     partition; the latents add the texture and context the features miss (docs/tuning.md, seventh
     round). 0 = the latents alone."""
+    latent_scaling: str = "channel"
+    """How the latent channels are scaled beside the image features: "channel" standardises each on
+    its own; "shared" divides them all by one spread (the root mean square of theirs), so they keep
+    the proportions training gave them. A trained encoder spends some channels on what reconstruction
+    needs and the classes do not (where an edge runs, how a texture is oriented); standardised one by
+    one, a channel that barely varies weighs as much as the one that carries the structure
+    (docs/tuning.md, twentieth round)."""
     linkage: str = "ward"
     """How the tree over the fine clusters picks its merges (hierarchy.LINKAGES: "ward", "centroid",
     "average", "single"; see hierarchy.py)."""
@@ -219,6 +228,8 @@ class HypsegConfig:
              f"fine_clustering must be one of {FINE_CLUSTERINGS}, got {self.fine_clustering!r}")
         need(_non_negative_number(self.boundary_refinement),
              f"boundary_refinement must be a number >= 0 (sigma in voxels; 0 = off), got {self.boundary_refinement!r}")
+        need(self.latent_scaling in LATENT_SCALINGS,
+             f"latent_scaling must be one of {LATENT_SCALINGS}, got {self.latent_scaling!r}")
         need(_non_negative_number(self.image_features),
              f"image_features must be a number >= 0 (0 = the latents alone), got {self.image_features!r}")
         for name in STAGE_FIELDS:
@@ -278,7 +289,8 @@ PRESETS: dict[str, HypsegConfig] = {
     "paper": HypsegConfig(batch_size=128, steps=15000, learning_rate=5e-5, checkpoint_every=1000),
     # Good segmentations quickly on a CPU: a slimmer encoder, fewer samples, a larger learning rate,
     # per-patch brightness jitter with the paper's triplet weight, the texture target (weight 30) and
-    # image features beside the latents for the fine clusters (weight 0.5), and a tree whose top two
+    # image features beside the latents for the fine clusters (weight 0.5; the latents scaled by one
+    # shared spread, as training left their proportions), and a tree whose top two
     # groups are Ward's and whose merges below them are by centroid linkage, and the fine clusters'
     # boundaries re-decided on the intensity at sigma 0.7: the best of the settings tried on the toy
     # validation volumes (docs/tuning.md); 300 steps scored as well as 600.
@@ -286,6 +298,7 @@ PRESETS: dict[str, HypsegConfig] = {
         intensity_jitter=2.0,
         texture_weight=30.0,
         image_features=0.5,
+        latent_scaling="shared",
         fine_clustering="gaussian_mixture",
         linkage="centroid",
         ward_top=2,

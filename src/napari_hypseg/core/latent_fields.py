@@ -160,9 +160,10 @@ def neighbour_descriptors(fine_labels: np.ndarray, fine_counts: np.ndarray, sigm
 
 class JointFeatures:
     """Each voxel's latent (in the tangent space at the origin for a hyperbolic field) beside the six
-    hand-made columns of baselines.multiscale_columns, every channel standardised over the volume and
-    the hand-made ones times `weight`: what the fine clusters are found in when the configuration's
-    image_features is on (see HypsegConfig).
+    hand-made columns of baselines.multiscale_columns, standardised over the volume and the hand-made
+    ones times `weight`: what the fine clusters are found in when the configuration's image_features
+    is on. `latent_scaling` "channel" standardises each latent channel on its own, "shared" divides
+    them all by the root mean square of their spreads (see HypsegConfig.latent_scaling).
 
     Never stored whole (4 (d + 6) bytes per voxel, 11 GB for a 1k x 1k x 300 tomogram): `measure`
     runs over the volume once for each channel's mean and spread and gathers the rows the clusters
@@ -171,8 +172,9 @@ class JointFeatures:
     """
 
     def __init__(self, latents: np.ndarray, image: np.ndarray, weight: float, *, geometry: str = "hyperbolic",
-                 curvature: float = 1.0, slab_voxels: int = CHUNK_VOXELS):
+                 curvature: float = 1.0, latent_scaling: str = "channel", slab_voxels: int = CHUNK_VOXELS):
         self.latents, self.image, self.weight = latents, image, float(weight)
+        self.latent_scaling = latent_scaling
         self.geometry, self.curvature = geometry, curvature
         self.n_features = latents.shape[-1] + 6
         self.planes = max(1, slab_voxels // max(1, math.prod(latents.shape[1:3])))
@@ -212,6 +214,8 @@ class JointFeatures:
         self.mean = sums / count
         spread = np.sqrt(np.maximum(squares / count - self.mean * self.mean, 0.0)) + 1e-8
         d = self.n_features - 6
+        if self.latent_scaling == "shared":
+            spread[:d] = np.sqrt(np.mean(spread[:d] ** 2))
         self.scale = np.concatenate([np.ones(d), np.full(6, self.weight)]) / spread
         return self._standardised(sample)
 

@@ -35,6 +35,7 @@ class SegmentTask:
     ward_top: int | None = None
     latent_smoothing: float | None = None
     boundary_refinement: float | None = None
+    latent_scaling: str | None = None
     tile: int = 64
     device: str = "auto"
     precision: str = "auto"
@@ -79,7 +80,8 @@ def segment_file(task: SegmentTask, *, stop: threading.Event | None = None
                 device=task.device, tile=task.tile, seed=task.seed, latents_out=latents_out,
                 linkage=task.linkage, ward_top=task.ward_top, latent_smoothing=task.latent_smoothing,
                 precision=task.precision,
-                inference_stride=task.inference_stride, boundary_refinement=task.boundary_refinement, stop=stop)
+                inference_stride=task.inference_stride, boundary_refinement=task.boundary_refinement,
+                latent_scaling=task.latent_scaling, stop=stop)
     except (KeyboardInterrupt, GeneratorExit):
         if task.latents is not None:
             task.latents.unlink(missing_ok=True)   # a partial latent file would look complete

@@ -159,7 +159,8 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
             latent_smoothing: float | None = None, precision: str = "auto", hierarchy_scales=None,
             image_features: float | None = None, fine_clustering: str | None = None, hierarchy_neighbours=None,
             inference_stride: int | None = None, ward_top: int | None = None,
-            boundary_refinement: float | None = None) -> Generator[Progress, None, Segmentation | None]:
+            boundary_refinement: float | None = None, latent_scaling: str | None = None
+            ) -> Generator[Progress, None, Segmentation | None]:
     """Segment `image` (Z, Y, X) with a TrainedModel once, finely, into `n_fine` clusters.
 
     Yields Progress for inference ("infer", per tile) then clustering ("cluster": the fit, then one
@@ -175,7 +176,9 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     centroids alone; see HypsegConfig). `hierarchy_neighbours`: (k, sigma) pairs deciding the top
     levels on which fine clusters surround a group (default: the model's; () = off).
     `image_features`: weight of the hand-made image features clustered beside the latents (default:
-    the model's `config.image_features`; 0 = the latents alone; see latent_fields.JointFeatures).
+    the model's `config.image_features`; 0 = the latents alone; see latent_fields.JointFeatures);
+    `latent_scaling`: "channel" or "shared", how the latents are scaled beside them (default: the
+    model's `config.latent_scaling`).
     `fine_clustering`: "kmeans" or "gaussian_mixture" for the fine clusters of that joint space
     (default: the model's `config.fine_clustering`). `precision` of the encoder's convolutions: "auto"
     (bfloat16 where the hardware has it natively), "float32" or "bfloat16" (see device.inference_dtype).
@@ -200,7 +203,7 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
                                            ("hierarchy_neighbours", hierarchy_neighbours))}
     settings = config.with_overrides(**stage_overrides, image_features=image_features,
                                      fine_clustering=fine_clustering, ward_top=ward_top,
-                                     boundary_refinement=boundary_refinement)
+                                     boundary_refinement=boundary_refinement, latent_scaling=latent_scaling)
     resolved = resolve_device(device)
     latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
                                           latents_out=latents_out, latent_smoothing=latent_smoothing,
@@ -211,7 +214,7 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     joint = None
     if settings.image_features > 0:
         joint = JointFeatures(latents, volume, settings.image_features, geometry=config.geometry,
-                              curvature=float(config.curvature))
+                              curvature=float(config.curvature), latent_scaling=settings.latent_scaling)
     result = yield from _cluster_and_tree(trained, latents, points, joint, volume.shape, n_fine, settings,
                                           linkage=linkage, seed=seed, device=resolved,
                                           max_fit_samples=max_fit_samples, stop=stop, context=context)

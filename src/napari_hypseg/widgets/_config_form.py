@@ -20,8 +20,8 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.config import (FINE_CLUSTERINGS, GEOMETRIES, LINKAGE_NAMES, PRESETS, RECONSTRUCTION_TARGETS,
-                           STAGE_FIELDS, TEXTURE_DESCRIPTOR_NAMES, HypsegConfig)
+from ..core.config import (FINE_CLUSTERINGS, GEOMETRIES, LATENT_SCALINGS, LINKAGE_NAMES, PRESETS,
+                           RECONSTRUCTION_TARGETS, STAGE_FIELDS, TEXTURE_DESCRIPTOR_NAMES, HypsegConfig)
 from ..core.errors import ConfigError
 from ._common import INT_MAX
 
@@ -45,6 +45,7 @@ LABELS = {
     "hierarchy_neighbours": "top-level neighbours",
     "image_features": "image features",
     "fine_clustering": "fine clustering",
+    "latent_scaling": "latent scaling",
     "ward_top": "Ward top",
     "boundary_refinement": "boundary refinement",
     "checkpoint_every": "checkpoint every",
@@ -111,6 +112,9 @@ TOOLTIPS = {
     "fine_clustering": "How the fine clusters are found beside image features: gaussian_mixture (a Gaussian "
                        "with its own shape per cluster, which follows wide and tight structures alike) or "
                        "kmeans (equal spheres; faster).",
+    "latent_scaling": "How the latents are scaled beside the image features: shared (one spread for all "
+                      "channels, keeping the proportions training gave them) or channel (each "
+                      "standardised on its own).",
     "linkage": "How the tree merges clusters below its Ward top: centroid (closest centres first, whatever "
                "their sizes: small organelles stay groups of their own), average, single, or ward (size-weighted).",
     "ward_top": "The top this many groups of the tree are the Ward tree's (background against cell); below "
@@ -179,7 +183,8 @@ class _ScientificSpinBox(QDoubleSpinBox):
 
 
 CHOICES = {"geometry": GEOMETRIES, "texture_descriptor": TEXTURE_DESCRIPTOR_NAMES,
-           "fine_clustering": FINE_CLUSTERINGS, "reconstruction_target": RECONSTRUCTION_TARGETS,
+           "fine_clustering": FINE_CLUSTERINGS, "latent_scaling": LATENT_SCALINGS,
+           "reconstruction_target": RECONSTRUCTION_TARGETS,
            "linkage": LINKAGE_NAMES["hyperbolic"]}  # the same names for either geometry
 
 
