@@ -65,8 +65,8 @@ def test_latent_scaling_reaches_the_fine_clusters(files, tmp_path, capsys):
     from napari_hypseg.core.progress import run_to_completion
     from napari_hypseg.core.segmentation import segment
 
-    volume, model, _ = files
-    trained, image = load_checkpoint(model), np.asarray(read_volume(volume).data)   # exactly what the CLI reads
+    volume, model, image = files
+    trained = load_checkpoint(model)
     written = {}
     for scaling in ("channel", "shared"):
         out = tmp_path / f"{scaling}.tif"
