@@ -404,6 +404,19 @@ def test_shared_latent_scaling_keeps_the_proportions_training_gave_the_channels(
         run_to_completion(segment(trained, image, n_fine=6, device="cpu", latent_scaling="pca"))
 
 
+@pytest.mark.parametrize("option", [{"latent_scaling": "shared"}, {"fine_clustering": "kmeans"}])
+def test_a_joint_space_option_without_image_features_is_refused_before_inference(image, option):
+    """latent_scaling and fine_clustering shape only the joint space of latents and image features:
+    asked for with image_features 0 (the model's or given) they would change nothing, so segment()
+    says so before computing any latent."""
+    name = next(iter(option))
+    for trained, extra in ((_trained(image, image_features=0.0), {}), (_trained(image), {"image_features": 0.0})):
+        events = []
+        with pytest.raises(ConfigError, match=f"{name} .* image_features is 0"):
+            run_to_completion(segment(trained, image, n_fine=6, device="cpu", **option, **extra), events.append)
+        assert events == []
+
+
 def test_a_memory_mapped_run_with_image_features_leaves_only_its_latents(image, tmp_path):
     trained = _trained(image)
     in_memory = run_to_completion(segment(trained, image, n_fine=6, device="cpu", seed=1))

@@ -204,6 +204,13 @@ def segment(trained, image, *, n_fine: int = 16, context: int | None = None, dev
     settings = config.with_overrides(**stage_overrides, image_features=image_features,
                                      fine_clustering=fine_clustering, ward_top=ward_top,
                                      boundary_refinement=boundary_refinement, latent_scaling=latent_scaling)
+    if settings.image_features == 0:
+        # both only shape the joint space of latents and image features; silently ignoring them misleads
+        for name, value in (("latent_scaling", latent_scaling), ("fine_clustering", fine_clustering)):
+            if value is not None:
+                raise ConfigError(f"{name} {value!r} applies to the latents clustered beside the image features, "
+                                  f"and image_features is 0 (the latents alone): leave {name} out, or give "
+                                  "image_features > 0")
     resolved = resolve_device(device)
     latents = yield from clustering_field(trained, volume, context=context, device=resolved, tile=tile, stop=stop,
                                           latents_out=latents_out, latent_smoothing=latent_smoothing,
