@@ -136,6 +136,24 @@ def test_coarse_centroids_and_parents():
                        np.average(centroids, axis=0, weights=weights))
 
 
+def test_coarse_centroids_are_computed_once_per_tree_node():
+    """A slider visits cuts in any order; every cut's groups are tree nodes, so after all n cuts no
+    more than 2n - 1 centroids were computed, each equal to the direct weighted Fréchet mean of its
+    members, and changing a returned array changes nothing later."""
+    centroids = _ball_points(8, seed=4)
+    weights = np.arange(8, 0, -1, dtype=float)
+    tree = ClusterHierarchy.from_centroids(centroids, weights=weights, linkage="centroid")
+    for k in (5, 2, 8, 1, 7, 3, 6, 4, 5, 2):
+        lookup = tree.lookup_at_k(k)
+        got = tree.coarse_centroids(lookup)
+        for coarse in range(1, k + 1):
+            members = np.flatnonzero(lookup[1:] == coarse)
+            assert np.allclose(got[coarse - 1], frechet_mean(centroids[members], weights[members]), atol=1e-12)
+        got[:] = 0.0
+    assert len(tree._group_centroids) == 2 * 8 - 1
+    assert np.allclose(tree.coarse_centroids(tree.lookup_at_k(1))[0], frechet_mean(centroids, weights), atol=1e-12)
+
+
 def test_one_fine_cluster():
     tree = ClusterHierarchy.from_centroids(np.array([[0.1, 0.2]]))
     assert tree.n_fine == 1 and np.array_equal(tree.lookup_at_k(1), [0, 1])

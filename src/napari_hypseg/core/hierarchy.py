@@ -141,6 +141,9 @@ class ClusterHierarchy:
     ward_top: int = 0
     """The top this-many groups were the Ward tree's, `linkage` merging within them (0 = `linkage` throughout)."""
     _lookups: list[np.ndarray] = field(repr=False, default_factory=list)
+    _group_centroids: dict[tuple[int, ...], np.ndarray] = field(repr=False, default_factory=dict, compare=False)
+    """Centroid of each group of fine ids met so far: a group is a tree node, shared by many cuts, so a
+    slider's first visit of a level costs Fréchet means only for the groups no earlier level had."""
 
     @classmethod
     def from_centroids(cls, centroids, *, geometry: str = "hyperbolic", curvature: float = 1.0,
@@ -265,14 +268,19 @@ class ClusterHierarchy:
         out = np.empty((k, self.centroids.shape[1]))
         for coarse in range(1, k + 1):
             members = np.flatnonzero(lookup[1:] == coarse)
-            weights = self.weights[members]
-            if weights.sum() <= 0:
-                weights = np.ones(len(members))
-            if self.geometry == "hyperbolic":
-                out[coarse - 1] = frechet_mean(self.centroids[members], weights, curvature=self.curvature)
-            else:
-                out[coarse - 1] = np.average(self.centroids[members], axis=0, weights=weights)
+            key = tuple(int(m) for m in members)
+            if key not in self._group_centroids:
+                self._group_centroids[key] = self._group_centroid(members)
+            out[coarse - 1] = self._group_centroids[key]
         return out
+
+    def _group_centroid(self, members: np.ndarray) -> np.ndarray:
+        weights = self.weights[members]
+        if weights.sum() <= 0:
+            weights = np.ones(len(members))
+        if self.geometry == "hyperbolic":
+            return np.asarray(frechet_mean(self.centroids[members], weights, curvature=self.curvature))
+        return np.average(self.centroids[members], axis=0, weights=weights)
 
     def _k_of(self, lookup: np.ndarray) -> int:
         lookup = np.asarray(lookup)
