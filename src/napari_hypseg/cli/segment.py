@@ -72,7 +72,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--latent-scaling", choices=LATENT_SCALINGS, default=None,
                         help="how the latents are scaled beside the image features: shared (one spread for all "
                              "channels, as training left them) or channel (each standardised on its own); "
-                             "default: the model's; only for a model that clusters image features beside its "
+                             "default: the model's (only for a model that clusters image features beside its "
                              "latents)")
     parser.add_argument("--tile", type=int, default=64, help="tile side for inference (default: 64)")
     parser.add_argument("--inference-stride", type=int, default=None, metavar="N",
